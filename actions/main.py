@@ -1,0 +1,232 @@
+"""The action: train on one shard against the parameter server, return before the deadline.
+
+One activation reads top to bottom: parse the parameters → fetch the shard and verify it →
+register and pull the model if the server has a newer one → local steps, a push every
+`update_intv` batches, a pull only when the server moved on → return the progress and the cursor
+the next activation resumes from. A warm container reuses the decoded shard and the model.
+
+Exactly-once: the cursor only moves past batches whose update the server acknowledged, and the
+push sequence number travels in the cursor, so a push repeated after a failure is recognised as
+a duplicate. An error after progress was made returns that progress in the message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from actions.config import ActionConfig
+from actions.cursor import BatchOrder, Cursor
+from actions.deadline import Deadline
+from actions.updates import LocalOptimizer, UpdateGroup, load_params
+from actions.warm import SHARD, WORKER, WorkerState
+from dataset_packer.download import DEFAULT_POLICY as DOWNLOAD_POLICY
+from dataset_packer.download import fetch_shard
+from dataset_packer.shard import Shard, read_shard
+from owtrain.compression import make_compressor
+from owtrain.errors import BadRequest, OwtrainError, StaleUpdate
+from owtrain.models import build_model
+from owtrain.ps_client import PSClient
+from owtrain.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+SYNC_WAIT_S = 30.0  # longest long-poll for an open sync round to close (the server's default cap)
+
+
+def main(args: dict) -> dict:
+    """OpenWhisk entry (Contract 3): returns `{samples, steps, avg_loss, version, done, next, …}`
+    or `{"error": …}` (an application error; the container stays warm)."""
+    started = time.monotonic()
+    try:
+        cfg = ActionConfig.from_params(args, os.environ)
+        device = pick_device(cfg.device)
+    except BadRequest as exc:
+        return {"error": f"bad parameters: {exc}"}
+    if unknown := ActionConfig.unknown(args):
+        log.warning("ignoring unknown parameter(s): %s", ", ".join(unknown))
+    log.info("activation %s: %r", os.environ.get("__OW_ACTIVATION_ID", "-"), cfg)
+    deadline = Deadline.from_limits(started, cfg.deadline_ms, cfg.time_budget_s)
+    torch.set_num_threads(cfg.threads)
+
+    # 1. the shard: downloaded, sha256-checked and verified member by member (cached by sha256)
+    try:
+        shard = SHARD.get(cfg.dataset_sha256, lambda: load_shard(cfg, deadline))
+    except OwtrainError as exc:
+        return {"error": f"cannot load the shard: {type(exc).__name__}: {exc}"}
+
+    # 2. register, then build (or reuse) the model and pull it if the server is newer
+    remaining = deadline.remaining()
+    timeout = cfg.ps_timeout_s if remaining is None else max(0.5, min(cfg.ps_timeout_s, remaining / 3))
+    client = PSClient(cfg.apihost, cfg.ps_token, timeout=timeout, policy=deadline.retry_policy(RetryPolicy()))
+    progress = Progress(cfg.worker, cfg.cursor or Cursor(seed=cfg.seed), trace=[] if cfg.trace else None)
+    finished = False
+    try:
+        t0 = time.monotonic()
+        info = client.register(cfg.worker)
+        check_input(info, shard)
+        key = (cfg.apihost, cfg.job, cfg.worker, info["model"], info["num_classes"], str(device),
+               cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.compression)
+        state = WORKER.get(key, lambda: new_state(cfg, info, device))
+        refresh(client, state, int(info["version"]))
+        deadline.observe_push(time.monotonic() - t0)  # a model-sized round trip: the first push estimate
+        progress.version = state.version
+
+        # 3. local steps and pushes until the epochs are done or time runs out
+        train(cfg, client, state, shard, device, deadline, progress)
+        finished = True
+    except OwtrainError as exc:
+        summary = progress.result(cfg.epochs)
+        log.error("activation failed after %d acknowledged pushes: %s", progress.pushes, exc)
+        return {"error": f"{type(exc).__name__}: {exc}; progress so far: {json.dumps(summary)}",
+                "progress": summary}
+    finally:
+        client.close()
+        if not finished:
+            WORKER.clear()  # the top-k residual and local state may hold unacknowledged work
+    return progress.result(cfg.epochs)
+
+
+def train(cfg: ActionConfig, client: PSClient, state: WorkerState, shard: Shard, device: torch.device,
+          deadline: Deadline, progress: Progress) -> None:
+    """The local loop: batches from the cursor, a push per `update_intv` batches (or at an epoch's
+    end, or when only the final push still fits), and a pull only when the server moved on."""
+    order = BatchOrder(len(shard.y), cfg.batch_size)
+    group = UpdateGroup(state.model, cfg.mode, state.optimizer)
+    position = progress.cursor
+    batch_indices: list[torch.Tensor] = []
+    losses: list[float] = []
+    while position.epoch < cfg.epochs and deadline.room_for_batch():
+        t0 = time.monotonic()
+        idx, position = order.next_batch(position)
+        x, y = batch_tensors(shard, idx)
+        losses.append(group.train_batch(x.to(device), y.to(device)))
+        batch_indices.append(idx)
+        deadline.observe_batch(time.monotonic() - t0)
+        epoch_ended = position.offset == 0
+        if len(losses) >= cfg.update_intv or epoch_ended or not deadline.room_for_batch():
+            samples = sum(len(i) for i in batch_indices)
+            status = push(cfg, client, state, group, progress.cursor.seq, samples, losses, deadline)
+            progress.commit(position, batch_indices, losses, status, state.version)
+            batch_indices, losses = [], []
+
+
+def push(cfg: ActionConfig, client: PSClient, state: WorkerState, group: UpdateGroup, seq: int,
+         samples: int, losses: list[float], deadline: Deadline) -> str:
+    """Push the group's update as sequence number `seq`, then catch up with the server if it moved
+    on (or wait briefly for a sync round to close). Returns the push status (`stale` if rejected)."""
+    wire, compression = state.compressor.compress(group.take())
+    meta = {"worker": cfg.worker, "seq": seq, "base_version": state.version, "kind": cfg.mode,
+            "samples": samples, "loss": sum(losses) / len(losses), **compression}
+    t0 = time.monotonic()
+    try:
+        reply = client.push(wire, meta)
+        status, server_version, must_refresh = reply.status, reply.version, reply.refresh
+    except StaleUpdate as exc:  # the strategy dropped it; the samples still count as trained once
+        status, server_version, must_refresh = "stale", exc.current_version, True
+    deadline.observe_push(time.monotonic() - t0)
+    if status == "accepted" and not must_refresh and server_version == state.version:
+        remaining = deadline.remaining()
+        wait = SYNC_WAIT_S if remaining is None else max(0.0, min(SYNC_WAIT_S, remaining - deadline.reserve()))
+        refresh(client, state, server_version, wait)
+    elif must_refresh or state.version is None or server_version > state.version:
+        refresh(client, state, server_version)
+    return status
+
+
+def refresh(client: PSClient, state: WorkerState, server_version: int, wait: float = 0.0) -> None:
+    """Pull the parameters unless the local copy is already `server_version` (304 = nothing new)."""
+    if state.version is not None and state.version >= server_version and wait <= 0:
+        return
+    pulled = client.pull(have=state.version, wait=wait)
+    if pulled is None:
+        log.debug("pull: version %s is still the latest", state.version)
+        return
+    version, tensors = pulled
+    load_params(state.model, tensors)
+    log.debug("pulled version %d (had %s)", version, state.version)
+    state.version = version
+
+
+@dataclass
+class Progress:
+    """What this activation achieved so far; only acknowledged pushes move it."""
+
+    worker: str
+    cursor: Cursor
+    trace: list[int] | None = None
+    samples: int = 0
+    steps: int = 0
+    pushes: int = 0
+    stale: int = 0
+    loss_sum: float = 0.0
+    version: int | None = None
+
+    def commit(self, position: Cursor, batch_indices: list[torch.Tensor], losses: list[float],
+               status: str, version: int | None) -> None:
+        self.cursor = Cursor(position.epoch, position.offset, position.seed, self.cursor.seq + 1)
+        self.samples += sum(len(i) for i in batch_indices)
+        self.steps += len(losses)
+        self.loss_sum += sum(losses)
+        self.pushes += 1
+        self.stale += status == "stale"
+        self.version = version
+        if self.trace is not None:
+            self.trace.extend(int(i) for idx in batch_indices for i in idx)
+
+    def result(self, epochs: int) -> dict:
+        """The Contract 3 result (plus `pushes`, `stale`, and `trace` when asked for)."""
+        done = self.cursor.epoch >= epochs
+        out: dict[str, Any] = {
+            "samples": self.samples, "steps": self.steps, "pushes": self.pushes, "stale": self.stale,
+            "avg_loss": self.loss_sum / self.steps if self.steps else None, "version": self.version,
+            "done": done, "next": None if done else self.cursor.to_json(),
+            "epoch": min(self.cursor.epoch, epochs), "worker": self.worker,
+        }
+        if self.trace is not None:
+            out["trace"] = self.trace
+        return out
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` → CUDA when this container has a GPU, else CPU; `cuda` without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BadRequest("device 'cuda' was asked for but torch sees no CUDA device here")
+    return torch.device(name)
+
+
+def load_shard(cfg: ActionConfig, deadline: Deadline) -> Shard:
+    """Download (or find in the disk cache) and verify the shard."""
+    path = fetch_shard(cfg.dataset_url, cfg.dataset_sha256, cfg.cache_dir, cfg.max_shard_bytes,
+                       policy=deadline.retry_policy(DOWNLOAD_POLICY))
+    return read_shard(path, cfg.max_shard_bytes)
+
+
+def batch_tensors(shard: Shard, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch at `idx`, normalised on the fly: the shard stays in memory as stored (uint8
+    pixels are a quarter of float32), which keeps a warm action well inside its memory limit."""
+    rows = idx.numpy()
+    return Shard(shard.manifest, shard.x[rows], shard.y[rows]).to_tensors()
+
+
+def check_input(info: dict, shard: Shard) -> None:
+    """The shard's sample shape must be what the server's model takes."""
+    want, have = info.get("input_shape"), tuple(shard.x.shape[1:])
+    if want is not None and tuple(want) != have:
+        raise BadRequest(f"the shard's samples are {have} but model {info['model']} "
+                         f"takes {tuple(want)}: wrong shard for this job")
+
+
+def new_state(cfg: ActionConfig, info: dict, device: torch.device) -> WorkerState:
+    """A fresh model (its weights come from the first pull), local optimiser and compressor."""
+    model = build_model(info["model"], num_classes=int(info["num_classes"])).to(device)
+    optimizer = (LocalOptimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.momentum)
+                 if cfg.mode == "delta" else None)
+    return WorkerState(model=model, optimizer=optimizer, compressor=make_compressor(cfg.compression))

@@ -1,0 +1,1 @@
+"""Dataset packer: sources, shards, object store upload, presigned URLs and verified downloads."""

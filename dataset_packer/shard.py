@@ -1,0 +1,274 @@
+"""Shards: the one file format workers train on (docs/architecture.md, Contract 1).
+
+A shard is a `.tar.gz` with exactly `manifest.json`, `x.npy` and `y.npy`. Workers download shards
+from URLs, so the reader treats every byte as hostile: it streams the archive through a byte cap
+(no decompression bombs), accepts only the three expected regular files, never unpickles
+(`allow_pickle=False`), and checks every sha256, count, shape, dtype and label against the manifest.
+Any failure is one `ShardCorrupt` naming the shard and the reason.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from dataset_packer.config import DEFAULT_MAX_SHARD_BYTES, MAX_MANIFEST_BYTES
+from owtrain.errors import ShardCorrupt
+
+FORMAT = "owtrain-shard/1"
+MEMBERS = ("manifest.json", "x.npy", "y.npy")
+X_DTYPES = ("uint8", "float32")
+Y_DTYPE = "int64"
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """Everything the manifest records besides what the writer measures from the arrays."""
+
+    dataset: str
+    split: str
+    index: int
+    num_shards: int
+    sample_range: tuple[int, int] | None
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    scale: float
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A verified shard: `x` (N, C, H, W) uint8 or float32, `y` (N,) int64, and its manifest."""
+
+    manifest: dict[str, Any]
+    x: np.ndarray
+    y: np.ndarray
+
+    def to_tensors(self) -> tuple[Any, Any]:
+        """(x float32 normalised (N, C, H, W), y int64) ready for a model; imports torch lazily."""
+        import torch
+
+        norm = self.manifest["normalisation"]
+        mean = np.asarray(norm["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(norm["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+        x = (self.x.astype(np.float32) / np.float32(norm["scale"]) - mean) / std
+        return torch.from_numpy(x), torch.from_numpy(self.y.astype(np.int64, copy=False))
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def build_manifest(x: np.ndarray, y: np.ndarray, info: ShardInfo, members: dict[str, bytes]) -> dict[str, Any]:
+    """The manifest for arrays `x`, `y` whose serialised forms are `members` (name → bytes)."""
+    return {
+        "format": FORMAT,
+        "dataset": info.dataset,
+        "split": info.split,
+        "index": info.index,
+        "num_shards": info.num_shards,
+        "sample_range": list(info.sample_range) if info.sample_range is not None else None,
+        "count": int(x.shape[0]),
+        "x": {"shape": list(x.shape), "dtype": str(x.dtype)},
+        "y": {"shape": list(y.shape), "dtype": str(y.dtype)},
+        "classes": list(info.classes),
+        "normalisation": {"mean": list(info.mean), "std": list(info.std), "scale": info.scale},
+        "members": {
+            name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} for name, data in members.items()
+        },
+    }
+
+
+def write_shard(path: Path, x: np.ndarray, y: np.ndarray, info: ShardInfo) -> dict[str, Any]:
+    """Write one shard atomically (temp name, then rename) and return its manifest.
+
+    The archive is reproducible (fixed mtimes, owners and gzip header), so packing the same data
+    twice gives the same sha256 and `owtrain upload` can skip it.
+    """
+    if str(x.dtype) not in X_DTYPES or x.ndim != 4:
+        raise ValueError(f"x must be (N, C, H, W) {' or '.join(X_DTYPES)}, got {x.dtype} {x.shape}")
+    y = y.astype(np.int64, copy=False)
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y must be ({x.shape[0]},), got {y.shape}")
+    members = {"x.npy": _npy_bytes(x), "y.npy": _npy_bytes(y)}
+    manifest = build_manifest(x, y, info, members)
+    files = {"manifest.json": json.dumps(manifest, indent=1, sort_keys=True).encode(), **members}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz:
+            with tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                for name in MEMBERS:
+                    data = files[name]
+                    tarinfo = tarfile.TarInfo(name)
+                    tarinfo.size = len(data)
+                    tarinfo.mode = 0o644
+                    tar.addfile(tarinfo, io.BytesIO(data))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+# ---------------------------------------------------------------- reading
+
+
+class _CappedReader(io.RawIOBase):
+    """A read-only stream that raises `ShardCorrupt` once more than `cap` bytes were read from it.
+
+    It sits between gzip and tarfile, so even tar headers (pax records, long names) that tarfile
+    buffers whole cannot make the reader decompress more than `cap` bytes.
+    """
+
+    def __init__(self, inner: BinaryIO | gzip.GzipFile, cap: int, shard: str) -> None:
+        self.inner, self.cap, self.shard, self.count = inner, cap, shard, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.inner.read(min(len(buffer), self.cap + 1 - self.count))
+        self.count += len(data)
+        if self.count > self.cap:
+            raise ShardCorrupt(f"shard {self.shard}: expands to more than {self.cap} bytes (decompression bomb?)")
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _member_problem(member: tarfile.TarInfo, seen: dict[str, bytes], max_bytes: int) -> str | None:
+    """Why `member` may not be in a shard, or None when it is one of the expected files."""
+    name = member.name
+    if name.startswith("/") or os.path.isabs(name):
+        return f"absolute path {name!r}"
+    if ".." in Path(name).parts:
+        return f"path traversal {name!r}"
+    if member.issym() or member.islnk():
+        return f"link {name!r} -> {member.linkname!r}"
+    if member.ischr() or member.isblk() or member.isfifo():
+        return f"device or fifo {name!r}"
+    if not member.isreg():
+        return f"not a regular file {name!r}"
+    if name not in MEMBERS:
+        return f"unexpected member {name!r}"
+    if name in seen:
+        return f"duplicate member {name!r}"
+    if member.size > (MAX_MANIFEST_BYTES if name == "manifest.json" else max_bytes):
+        return f"member {name!r} too large ({member.size} bytes)"
+    return None
+
+
+def _read_members(path: Path, max_bytes: int) -> dict[str, bytes]:
+    """The three members' bytes, after the structural checks on every tar header."""
+    shard = str(path)
+    seen: dict[str, bytes] = {}
+    try:
+        with open(path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+            capped = io.BufferedReader(_CappedReader(gz, max_bytes, shard))
+            with tarfile.open(fileobj=capped, mode="r|") as tar:
+                for member in tar:
+                    problem = _member_problem(member, seen, max_bytes)
+                    if problem:
+                        raise ShardCorrupt(f"shard {shard}: {problem}")
+                    fileobj = tar.extractfile(member)
+                    seen[member.name] = fileobj.read(member.size) if fileobj else b""
+    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise ShardCorrupt(f"shard {shard}: not a readable .tar.gz ({exc})") from exc
+    missing = [name for name in MEMBERS if name not in seen]
+    if missing:
+        raise ShardCorrupt(f"shard {shard}: missing member(s) {', '.join(missing)}")
+    return seen
+
+
+def _load_npy(shard: str, name: str, data: bytes) -> np.ndarray:
+    """Parse `.npy` bytes with pickles refused (an object array raises instead of running code)."""
+    if not data.startswith(b"\x93NUMPY"):
+        raise ShardCorrupt(f"shard {shard}: {name} is not a .npy file")
+    try:
+        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        raise ShardCorrupt(f"shard {shard}: {name} cannot be loaded safely ({exc})") from exc
+
+
+def _check_manifest(shard: str, manifest: Any, members: dict[str, bytes]) -> None:
+    """The manifest's format, member hashes and sizes; raises `ShardCorrupt` on the first problem."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ShardCorrupt(f"shard {shard}: manifest format is not {FORMAT!r}")
+    required = ("dataset", "split", "count", "x", "y", "classes", "normalisation", "members")
+    absent = [key for key in required if key not in manifest]
+    if absent:
+        raise ShardCorrupt(f"shard {shard}: manifest lacks {', '.join(absent)}")
+    shapes = (manifest["x"], manifest["y"], manifest["normalisation"], manifest["members"])
+    if not all(isinstance(part, dict) for part in shapes) or not isinstance(manifest["classes"], list):
+        raise ShardCorrupt(f"shard {shard}: manifest x, y, normalisation, members or classes malformed")
+    if not isinstance(manifest["count"], int):
+        raise ShardCorrupt(f"shard {shard}: manifest count is not an integer")
+    if manifest["split"] not in SPLITS:
+        raise ShardCorrupt(f"shard {shard}: split {manifest['split']!r} is not one of {SPLITS}")
+    for name in ("x.npy", "y.npy"):
+        entry = manifest["members"].get(name)
+        if not isinstance(entry, dict):
+            raise ShardCorrupt(f"shard {shard}: manifest has no sha256 for {name}")
+        digest = hashlib.sha256(members[name]).hexdigest()
+        if digest != entry.get("sha256") or len(members[name]) != entry.get("size"):
+            raise ShardCorrupt(f"shard {shard}: sha256 or size of {name} does not match the manifest")
+
+
+def _check_arrays(shard: str, manifest: dict[str, Any], x: np.ndarray, y: np.ndarray) -> None:
+    """Counts, shapes, dtypes, labels and normalisation agree with the manifest."""
+    count = manifest["count"]
+    if list(x.shape) != manifest["x"].get("shape") or str(x.dtype) != manifest["x"].get("dtype"):
+        raise ShardCorrupt(f"shard {shard}: x is {x.dtype} {list(x.shape)}, manifest says {manifest['x']}")
+    if list(y.shape) != manifest["y"].get("shape") or str(y.dtype) != manifest["y"].get("dtype"):
+        raise ShardCorrupt(f"shard {shard}: y is {y.dtype} {list(y.shape)}, manifest says {manifest['y']}")
+    if str(x.dtype) not in X_DTYPES or x.ndim != 4 or str(y.dtype) != Y_DTYPE or y.ndim != 1:
+        raise ShardCorrupt(f"shard {shard}: x must be (N,C,H,W) uint8/float32 and y (N,) int64")
+    if x.shape[0] != count or y.shape[0] != count:
+        raise ShardCorrupt(f"shard {shard}: count {count} but x has {x.shape[0]} and y {y.shape[0]} samples")
+    classes = manifest["classes"]
+    if count and (y.min() < 0 or y.max() >= len(classes)):
+        raise ShardCorrupt(f"shard {shard}: labels outside 0..{len(classes) - 1}")
+    norm = manifest["normalisation"]
+    channels = x.shape[1]
+    try:
+        ok = len(norm["mean"]) == channels and len(norm["std"]) == channels and float(norm["scale"]) > 0
+        ok = ok and all(float(s) > 0 for s in norm["std"])
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ShardCorrupt(f"shard {shard}: normalisation must give mean/std per channel ({channels}), std > 0")
+
+
+def read_shard(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> Shard:
+    """Read and verify a shard; raises `ShardCorrupt` (naming it and the reason) on any problem.
+
+    `max_bytes` caps the uncompressed size of the whole archive.
+    """
+    path = Path(path)
+    shard = str(path)
+    members = _read_members(path, max_bytes)
+    try:
+        manifest = json.loads(members["manifest.json"])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ShardCorrupt(f"shard {shard}: manifest.json is not valid JSON ({exc})") from exc
+    _check_manifest(shard, manifest, members)
+    x = _load_npy(shard, "x.npy", members["x.npy"])
+    y = _load_npy(shard, "y.npy", members["y.npy"])
+    _check_arrays(shard, manifest, x, y)
+    return Shard(manifest=manifest, x=x, y=y)

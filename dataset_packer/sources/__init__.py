@@ -1,0 +1,34 @@
+"""Dataset sources by kind, and `load_source` that picks one from what the user typed.
+
+A SOURCE is a fetched dataset's name (`mnist`, `fashion-mnist`: fetched on demand), a path (an
+IDX folder, a `.npz` file, a folder of images per class) or `torchvision:NAME`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dataset_packer.fetch import DATASETS, fetch_dataset
+from dataset_packer.sources import idx, imagefolder, npz, torchvision_source
+from dataset_packer.sources.base import Dataset
+
+
+def load_source(source: str, data_dir: Path, offline: bool = False) -> Dataset:
+    """Load SOURCE (see the module docstring); raises ValueError naming what was not understood."""
+    if source in DATASETS:
+        spec = DATASETS[source]
+        folder = fetch_dataset(source, data_dir, offline=offline)
+        return idx.load(folder, spec.name, spec.classes, (spec.mean, spec.std))
+    if source.startswith(torchvision_source.PREFIX):
+        return torchvision_source.load(source, data_dir)
+    path = Path(source)
+    if not path.exists():
+        raise ValueError(f"{source!r} is neither a dataset name ({', '.join(DATASETS)}), torchvision:NAME, "
+                         "nor an existing path")
+    for module in (npz, idx, imagefolder):
+        if module.matches(path):
+            return module.load(path)
+    raise ValueError(f"{source}: not an IDX folder, a .npz file or a folder of images per class")
+
+
+__all__ = ["Dataset", "load_source"]

@@ -1,0 +1,288 @@
+"""`owtrain local`: the whole pipeline on one machine, read top to bottom.
+
+fetch → pack (train shards + a test shard) → S3 (embedded moto, or `--s3-endpoint`) → upload →
+parameter server process (evaluates on the test shard) → event bridge in poller mode (moto sends
+no bucket notifications): each uploaded shard it finds starts a chain of activations through the
+driver and the invoker → watch until the target accuracy or the epoch limit → final model and
+report. The upload comes before the bridge so that a resumed run's embedded store (fresh and
+empty) holds the shards again before the driver presigns their URLs.
+
+Every process it starts runs in its own process group and is stopped here, in reverse order, on
+success, error and Ctrl-C alike. Ctrl-C lets the running activations return, has the parameter
+server write a checkpoint and keeps the driver's state and the shards in the run folder, so
+`owtrain local --resume RUN_DIR` continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import requests
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from dataset_packer.config import StoreConfig, default_data_dir
+from owtrain.errors import ConfigError, OwtrainError
+from owtrain.local_config import LocalConfig
+from owtrain.local_progress import EpochBars
+from owtrain.local_services import LocalBridge, free_port, start_bridge, start_ps
+from owtrain.ps_client import PSClient
+from owtrain.report import Point, RunRecord, eval_point, train_points, write_report
+
+log = logging.getLogger(__name__)
+
+SECRET_FILE = "secret"
+SHARDS_DIR = "shards"
+WATCH_INTERVAL_S = 0.5
+FINAL_EVAL_WAIT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: the final model's test accuracy (None if never evaluated) and where the report is."""
+
+    accuracy: float | None
+    loss: float | None
+    version: int
+    reached_target: bool
+    interrupted: bool
+    failed_chains: list[str]
+    report: Path
+
+
+def run_local(cfg: LocalConfig) -> Outcome:
+    """Train end to end as described in the module docstring; KeyboardInterrupt ends it cleanly."""
+    started = time.time()
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.ps_port == 0:
+        # The port is part of the job's identity in the driver's state: a resumed run reuses it.
+        cfg = replace(cfg, ps_port=free_port(cfg.bind_host))
+    cfg.save()
+    secret_file = _job_secret(cfg.run_dir)
+    secret = secret_file.read_text().strip()
+    shards_dir, samples_per_epoch = prepare_shards(cfg)                            # fetch + pack
+    interrupted = False
+    with ExitStack() as stack:
+        store = stack.enter_context(object_store(cfg))                              # S3
+        upload(store, shards_dir, cfg)                                              # shards into the bucket
+        ps = stack.enter_context(start_ps(cfg, secret_file, shards_dir))            # parameter server
+        print(f"dashboard: {ps.url}/dashboard", flush=True)
+        bridge = stack.enter_context(start_bridge(cfg, secret, ps.url, store))      # poller → driver → actions
+        admin = PSClient(ps.url, ps.admin_token)
+        bars = EpochBars(samples_per_epoch, cfg.max_epochs, bridge.samples_before, cfg.progress)
+        evals: list[Point] = []
+        try:
+            with logging_redirect_tqdm():  # log lines above the bars, not through them
+                watch(cfg, admin, bridge, bars, evals)                              # until target / epochs
+        except KeyboardInterrupt:
+            interrupted = True
+            print("\ninterrupted: checkpointing and stopping every process (resume with "
+                  f"`owtrain local --resume {cfg.run_dir}`)", file=sys.stderr, flush=True)
+        with _no_interrupts():
+            end = wind_down(cfg, admin, bridge, ps.url, evals, interrupted)
+            bars.close(end.status, end.final)
+    record = RunRecord(
+        config={**_public(cfg), "samples_per_epoch": samples_per_epoch, "dashboard": f"{ps.url}/dashboard"},
+        points=train_points(end.history) + evals, activations=end.activations,
+        updates_applied=int(end.status["updates"]["applied"]), rejected=end.status["updates"].get("rejected", {}),
+        started=started, finished=time.time(), target_accuracy=cfg.target_accuracy, interrupted=interrupted,
+        extra={"epochs": bars.lines, "rollback": _rollback_targets(end.status, cfg.run_dir),
+               "restored": end.restored, "failed_chains": end.failed},
+    )
+    model, shape = _model(cfg, end.params)
+    report = write_report(cfg.run_dir, record, model, shape)
+    return Outcome(accuracy=end.final.get("accuracy"), loss=end.final.get("loss"), version=int(end.final["version"]),
+                   reached_target=bool(report["target"]["reached"]), interrupted=interrupted,
+                   failed_chains=end.failed, report=cfg.run_dir / "report.json")
+
+
+@dataclass(frozen=True)
+class WindDown:
+    """What the services said last, collected before they stop: the report is made from it."""
+
+    final: dict[str, Any]
+    restored: dict[str, Any] | None
+    history: dict[str, list]
+    status: dict[str, Any]
+    params: tuple[int, dict] | None
+    activations: list[dict[str, Any]]
+    failed: list[str]
+
+
+def wind_down(cfg: LocalConfig, admin: PSClient, bridge: LocalBridge, ps_url: str, evals: list[Point],
+              interrupted: bool) -> WindDown:
+    """Stop the activations, settle on the final model, checkpoint it and read what the report needs."""
+    bridge.stop(drain=not interrupted)                                      # no more pushes
+    final = final_evaluation(admin, wait=not interrupted)
+    _note_eval(evals, final)
+    restored = None if interrupted else keep_target_model(admin, evals, cfg.target_accuracy, final)
+    if restored is not None:
+        final = final_evaluation(admin, wait=True)
+        _note_eval(evals, final)
+    admin.admin("checkpoint")                                               # what --resume starts from
+    return WindDown(final=final, restored=restored, history=_history(ps_url), status=admin.status(),
+                    params=admin.pull(None), activations=bridge.activations(), failed=bridge.failures())
+
+
+def prepare_shards(cfg: LocalConfig) -> tuple[Path, int]:
+    """Fetch the dataset and pack one train shard per worker plus the test shard (kept on resume)."""
+    from dataset_packer.pack import pack
+    from dataset_packer.sources import load_source
+
+    out = cfg.run_dir / SHARDS_DIR
+    dataset = load_source(cfg.dataset, default_data_dir())
+    if cfg.limit is not None:
+        # a quick trial: the first N train and N test samples (MNIST's order is already mixed)
+        dataset = replace(dataset, train_x=dataset.train_x[: cfg.limit], train_y=dataset.train_y[: cfg.limit],
+                          test_x=None if dataset.test_x is None else dataset.test_x[: cfg.limit],
+                          test_y=None if dataset.test_y is None else dataset.test_y[: cfg.limit])
+    if dataset.test_x is None:
+        raise ConfigError(f"{cfg.dataset} has no test split to evaluate on; give a source with one")
+    if not sorted(out.glob("*-train-*.tar.gz")):
+        pack(dataset, cfg.workers, out, stratified=True, test_shard=True)
+    return out, len(dataset.train_y)
+
+
+@contextmanager
+def object_store(cfg: LocalConfig) -> Iterator[StoreConfig]:
+    """The S3 endpoint for this run: `--s3-endpoint`, or an embedded moto server until the run ends."""
+    if cfg.s3 is not None:
+        yield StoreConfig(endpoint=cfg.s3.endpoint, bucket=cfg.s3.bucket, access_key=cfg.s3.access_key,
+                          secret_key=cfg.s3.secret_key, region=cfg.s3.region)
+        return
+    from owtrain.embedded_s3 import embedded_s3
+
+    with embedded_s3(free_port(cfg.bind_host), f"owtrain-{cfg.job}", cfg.bind_host, cfg.advertise_host) as store:
+        yield store
+
+
+def upload(store: StoreConfig, shards_dir: Path, cfg: LocalConfig) -> None:
+    """Upload the shards under the job's prefix; the bridge sees each new object and starts its chain."""
+    from dataset_packer.stores import open_store
+    from dataset_packer.upload import upload_dir
+
+    upload_dir(open_store("s3", store), shards_dir, prefix=f"{cfg.job}/", progress=cfg.progress)
+
+
+def watch(cfg: LocalConfig, admin: PSClient, bridge: LocalBridge, bars: EpochBars, evals: list[Point]) -> None:
+    """Show progress until the server's accuracy reaches the target or every chain has finished;
+    `evals` collects each evaluation the server made (for the report)."""
+    while True:
+        status, accuracy = admin.status(), admin.accuracy()
+        _note_eval(evals, accuracy)
+        bars.update(status, accuracy)
+        reached = (cfg.target_accuracy is not None and accuracy.get("accuracy") is not None
+                   and accuracy["accuracy"] >= cfg.target_accuracy)
+        if reached:
+            log.info("test accuracy %.4f reached the target %.4f", accuracy["accuracy"], cfg.target_accuracy)
+            return
+        if bridge.finished():
+            failed = bridge.failures()
+            if failed:
+                log.error("%d shard chain(s) failed for good:\n  %s", len(failed), "\n  ".join(failed))
+            else:
+                log.info("every shard chain has ended (%s)",
+                         ", ".join(f"{n} {state}" for state, n in sorted(bridge.chain_states().items())))
+            return
+        bridge.check()
+        time.sleep(WATCH_INTERVAL_S)
+
+
+def final_evaluation(admin: PSClient, wait: bool) -> dict[str, Any]:
+    """The accuracy of the final version: waits (a bounded time) for the server to evaluate it."""
+    deadline = time.monotonic() + (FINAL_EVAL_WAIT_S if wait else 0.0)
+    while True:
+        acc = admin.accuracy()
+        if acc.get("evaluated_version") == acc["version"] or time.monotonic() >= deadline:
+            return acc
+        time.sleep(0.5)
+
+
+def keep_target_model(admin: PSClient, evals: list[Point], target: float | None,
+                      final: dict[str, Any]) -> dict[str, Any] | None:
+    """Make the first version that reached the target current again if the final one scores lower.
+
+    Activations in flight when the target is reached keep pushing until they return, and
+    asynchronous SGD is noisy, so the last version can fall back below the target. The version the
+    stop decision was based on is the model the run reached; the parameter server's rollback
+    restores it (as a new version). Returns what was restored, or None.
+    """
+    reached = next((p for p in evals if target is not None and p.accuracy is not None and p.accuracy >= target), None)
+    if reached is None or final.get("accuracy") is None or final["accuracy"] >= target:
+        return None
+    try:
+        answer = admin.admin("rollback", {"version": reached.version})
+    except OwtrainError as exc:  # evicted from memory and not on disk: keep the final version
+        log.warning("cannot restore version %d that reached the target: %s", reached.version, exc)
+        return None
+    log.info("final version scored %.4f < target; restored version %d (%.4f) as version %d",
+             final["accuracy"], reached.version, reached.accuracy, answer["version"])
+    return {"version": reached.version, "accuracy": reached.accuracy, "as_version": answer["version"],
+            "replaced_accuracy": final["accuracy"]}
+
+
+def _note_eval(evals: list[Point], accuracy: dict[str, Any]) -> None:
+    point = eval_point(accuracy)
+    if point is not None and (not evals or evals[-1].time != point.time):
+        evals.append(point)
+
+
+def _model(cfg: LocalConfig, pulled: tuple[int, dict] | None) -> tuple[Any, tuple[int, ...] | None]:
+    """The final parameters in a freshly built model (for the safetensors and TorchScript files)."""
+    from owtrain.models import build_model, input_shape
+
+    if pulled is None:
+        return None, None
+    model = build_model(cfg.model, seed=cfg.seed)
+    model.load_state_dict(pulled[1], strict=False)
+    return model, input_shape(cfg.model)
+
+
+def _rollback_targets(status: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Which versions `owtrain ps rollback --version N` can restore: recent ones in memory, checkpoints on disk."""
+    kept = status.get("kept_versions") or []
+    on_disk = sorted(int(p.stem.split("-")[-1]) for p in (run_dir / "checkpoints").glob("ckpt-*.safetensors"))
+    return {"in_memory": [min(kept), max(kept)] if kept else [], "checkpoints": on_disk}
+
+
+def _job_secret(run_dir: Path) -> Path:
+    """The file holding the run's job secret (signs worker tokens): created once, mode 0600, kept on resume."""
+    path = run_dir / SECRET_FILE
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path
+
+
+def _history(ps_url: str) -> dict[str, list]:
+    """The server's whole `/api/history` (one array per field) for the report."""
+    response = requests.get(f"{ps_url}/api/history", params={"since": 0}, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def _public(cfg: LocalConfig) -> dict[str, Any]:
+    """The config for the report, without credentials."""
+    data = {k: v for k, v in vars(cfg).items() if k != "s3"}
+    data["run_dir"] = str(cfg.run_dir)
+    data["s3_endpoint"] = cfg.s3.endpoint if cfg.s3 else "embedded (moto)"
+    return data
+
+
+@contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """Finish the shutdown even if Ctrl-C is pressed again (processes must not be left behind)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+

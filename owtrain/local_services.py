@@ -1,0 +1,243 @@
+"""The services `owtrain local` runs, each as a context manager that always stops what it started.
+
+- the parameter server: an `owtrain ps` child process in its own process group (so a Ctrl-C in
+  the terminal reaches only `owtrain local`, which then stops it in order: checkpoint first);
+- the event bridge: `wsk.bridge.Bridge` polling the bucket, with its `Driver`, the driver's state
+  file and the invoker (local `owtrain action serve` processes, or OpenWhisk), in this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from dataset_packer.config import StoreConfig
+from owtrain.errors import ServerUnavailable
+from owtrain.local_config import LocalConfig
+
+log = logging.getLogger(__name__)
+
+PS_START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+TOKEN_TTL_S = 7 * 24 * 3600.0
+# Train shards only: the test shard sits in the same bucket but is the server's, not a worker's.
+TRAIN_KEYS = r"-train-\d+-of-\d+\.tar\.gz$"
+POLL_INTERVAL_S = 0.5
+# Evaluate on time only (every --eval-interval seconds): a version count would evaluate many times a
+# second on a busy server, and each pass over a 10k test shard costs about a second of one core.
+EVAL_BY_TIME_ONLY = 10**9
+# Every checkpoint of a run stays on disk: each is a version `owtrain ps rollback` can restore
+# after it has left the server's memory (a LeNet5 checkpoint is about 0.25 MB).
+KEEP_ALL_CHECKPOINTS = 10**6
+PRESIGN_SECONDS = 3600
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class ServiceProcess:
+    """A child process in its own process group, with its output in a log file."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        self._log: IO[bytes] = open(log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **env},
+                                     start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM the group (the server checkpoints and exits), SIGKILL it if it does not."""
+        try:
+            if self.alive():
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    log.warning("pid %d ignored SIGTERM for %.0fs; killing it", self.proc.pid, timeout)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self._log.close()
+
+
+class PSProcess:
+    """The running parameter server: where it listens and the admin token for it."""
+
+    def __init__(self, process: ServiceProcess, url: str, admin_token: str) -> None:
+        self.process, self.url, self.admin_token = process, url, admin_token
+
+
+@contextmanager
+def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path) -> Iterator[PSProcess]:
+    """Start `owtrain ps` for the run (evaluating on the test shard, checkpointing into the run folder)."""
+    from param_server.auth import ADMIN, mint_token
+
+    test_shard = next(shards_dir.glob("*-test.tar.gz"))
+    argv = [sys.executable, "-m", "owtrain.cli", "ps", "--job", cfg.job, "--secret-file", str(secret_file),
+            "--model", cfg.model, "--seed", str(cfg.seed), "--host", cfg.bind_host, "--port", str(cfg.ps_port),
+            "--strategy", cfg.strategy, "--eval-shard", str(test_shard),
+            "--eval-every", str(EVAL_BY_TIME_ONLY), "--eval-interval", str(cfg.eval_interval_s),
+            "--checkpoint-dir", str(cfg.run_dir / "checkpoints"), "--checkpoint-every", str(cfg.checkpoint_every),
+            "--keep-checkpoints", str(KEEP_ALL_CHECKPOINTS), "--keep-versions", str(cfg.keep_versions)]
+    if cfg.mode == "grad":  # the server's optimiser takes the steps; in delta mode the workers' do
+        argv += ["--lr", str(cfg.lr), "--momentum", str(cfg.momentum)]
+    process = ServiceProcess(argv, cfg.run_dir / "logs" / "ps.log", env={"OWTRAIN_PS_THREADS": "1"})
+    url = f"http://{cfg.advertise_host}:{cfg.ps_port}"
+    try:
+        _wait_until_up(f"{url}/getVersion", process)
+        yield PSProcess(process, url, mint_token(_read(secret_file), cfg.job, ADMIN, TOKEN_TTL_S))
+    finally:
+        process.stop()
+
+
+class LocalBridge:
+    """The event bridge and its driver for one run, plus what `owtrain local` asks of them."""
+
+    def __init__(self, bridge: Any, state: Any, invoker: Any, workers: int, drain_s: float) -> None:
+        self.bridge, self.state, self.invoker, self.workers = bridge, state, invoker, workers
+        self.drain_s = drain_s
+        self.samples_before = state.summary(1).samples  # trained before this process (a resumed run)
+        self._stopped = False
+
+    def finished(self) -> bool:
+        """True when every shard's chain has ended (its epochs done, stopped or failed for good)."""
+        from wsk.state import FINAL
+
+        shards = self.state.shards()
+        return len(shards) >= self.workers and all(s.status in FINAL for s in shards)
+
+    def chain_states(self) -> dict[str, int]:
+        """How many shard chains are in each state (pending, running, done, stopped, failed)."""
+        counts: dict[str, int] = {}
+        for shard in self.state.shards():
+            counts[shard.status] = counts.get(shard.status, 0) + 1
+        return counts
+
+    def failures(self) -> list[str]:
+        """`key: error` of every chain the driver gave up on."""
+        return [f"{s.key}: {s.error}" for s in self.state.shards("failed")]
+
+    def check(self) -> None:
+        """Raise if the bridge's background threads died (nothing would make progress any more)."""
+        dead = [t.name for t in self.bridge.threads if not t.is_alive()]
+        if dead:
+            raise ServerUnavailable(f"event bridge thread(s) {', '.join(dead)} stopped; see the log above")
+
+    def stop(self, drain: bool = False) -> None:
+        """Stop the bridge and the invoker (which lets running activations return first).
+
+        `drain` (the job is over): the driver first records how the running activations ended and
+        marks every chain stopped. Without it (Ctrl-C) the chains stay as they are: the invoker
+        still records each activation's end in the run folder, and a resumed driver collects it and
+        continues each chain from its cursor.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        if drain:
+            # The driver's own stop rule: with the target "reached" it stops chains instead of relaunching.
+            self.bridge.driver.target_reached = True
+            deadline = time.monotonic() + self.drain_s
+            while self.state.shards("running") and time.monotonic() < deadline and self._dispatching():
+                time.sleep(0.2)
+        self.bridge.stop()
+        self.invoker.close()
+
+    def _dispatching(self) -> bool:
+        return any(t.is_alive() for t in self.bridge.threads)
+
+    def activations(self) -> list[dict[str, Any]]:
+        """Every activation of every chain, for the report (times in Unix seconds)."""
+        out = []
+        for shard in self.state.shards():
+            for row in self.state.history(shard.key):
+                out.append({"worker": shard.worker, "shard": shard.key, "activation_id": row["activation_id"],
+                            "status": row["status"] or "interrupted", "samples": row["samples"] or 0,
+                            "start": row["started"], "end": row["ended"]})
+        return out
+
+
+@contextmanager
+def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store_cfg: StoreConfig) -> Iterator[LocalBridge]:
+    """The bridge in poller mode, its driver (state in the run folder) and the invoker."""
+    from dataset_packer.stores.s3 import S3Store
+    from wsk.bridge import Bridge
+    from wsk.cli import accuracy_reader
+    from wsk.config import BridgeConfig, DriverConfig
+    from wsk.driver import Driver
+    from wsk.sources import bucket_lister, store_resolver
+    from wsk.state import DriverState
+
+    store = S3Store(store_cfg)  # the bridge's lister and resolver speak S3 (ListObjectsV2, presign)
+    store.ensure_bucket()
+    state = DriverState(cfg.run_dir / "driver.db")
+    invoker = _invoker(cfg)
+    driver_cfg = DriverConfig(job=cfg.job, ps_url=ps_url, secret=secret, action=cfg.action, workers=cfg.workers,
+                              epochs=cfg.max_epochs, target_accuracy=cfg.target_accuracy,
+                              accuracy_interval_s=1.0, token_ttl_s=TOKEN_TTL_S, action_params=_action_params(cfg))
+    driver = Driver(invoker, state, driver_cfg, resolver=store_resolver(store, PRESIGN_SECONDS),
+                    accuracy=accuracy_reader(ps_url))
+    bridge = Bridge(BridgeConfig(token=secret, key_pattern=TRAIN_KEYS, poll_interval_s=POLL_INTERVAL_S),
+                    store_cfg.bucket, state, driver, lister=bucket_lister(store, prefix=f"{cfg.job}/"))
+    local = LocalBridge(bridge, state, invoker, cfg.workers, drain_s=cfg.action_timeout_ms / 1000 + 10)
+    bridge.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+        state.close()
+
+
+def _invoker(cfg: LocalConfig) -> Any:
+    """OpenWhisk (credentials from ~/.wskprops or WSK_* variables) or local action processes."""
+    from wsk.config import LocalInvokerConfig, load_wsk_config
+    from wsk.invoker import InvokerSettings, make_invoker
+
+    if cfg.openwhisk:
+        return make_invoker("openwhisk", InvokerSettings(wsk=load_wsk_config(os.environ)), os.environ)
+    local = LocalInvokerConfig(db_path=cfg.run_dir / "activations.db", timeout_ms=cfg.action_timeout_ms,
+                               action_argv=(sys.executable, "-m", "owtrain.cli", "action", "serve", "--port", "{port}"))
+    return make_invoker("local", InvokerSettings(local=local), {**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _action_params(cfg: LocalConfig) -> tuple[tuple[str, object], ...]:
+    """The action's parameters (Contract 3 names) that are the same for every activation of the run."""
+    return (("batch_sz_train", cfg.batch_size), ("update_intv", cfg.update_interval), ("mode", cfg.mode),
+            ("lr", cfg.lr), ("momentum", cfg.momentum), ("compression", cfg.compression),
+            ("time_budget_s", cfg.time_budget_s), ("seed", cfg.seed), ("threads", 1), ("device", "cpu"))
+
+
+def _wait_until_up(url: str, process: ServiceProcess, timeout: float = PS_START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.alive():
+            raise ServerUnavailable(f"the parameter server exited at start; see {process.log_path}")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise ServerUnavailable(f"the parameter server did not answer {url} within {timeout:.0f}s; see {process.log_path}")
+
+
+def _read(path: Path) -> str:
+    return path.read_text().strip()

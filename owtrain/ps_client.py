@@ -1,0 +1,137 @@
+"""The Python client of the parameter server (docs/architecture.md, Contract 2).
+
+Used by the action worker, the driver and the CLI. Every call has a timeout, retries connection
+errors, 5xx and 429 through `owtrain.retry.retry_call` (honouring `Retry-After`), and turns error
+answers into the typed errors of `owtrain.errors`, so callers never look at status codes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import torch
+
+from owtrain.codec import CONTENT_TYPE, decode_tensors, encode_tensors
+from owtrain.errors import BadTensor, OwtrainError, ServerUnavailable, StaleUpdate
+from owtrain.http_errors import status_error
+from owtrain.retry import RetryPolicy, retry_call
+
+log = logging.getLogger(__name__)
+RETRY_STATUSES = (502, 503, 504)
+DEFAULT_POLICY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """The server's answer to a push: `applied`, `accepted` (buffered for a sync round) or
+    `duplicate` (this (worker, seq) was already taken); `refresh` says pull before continuing."""
+
+    status: str
+    version: int
+    staleness: int
+    refresh: bool
+
+
+class PSClient:
+    """A session with one parameter server as one worker (or admin), identified by `token`."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = 10, policy: RetryPolicy = DEFAULT_POLICY,
+                 verify: bool | str = True) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.policy = policy
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        # passed on every request: requests lets $REQUESTS_CA_BUNDLE override a session's `verify`
+        self.verify = verify
+        if verify is False:
+            log.warning("TLS certificate verification is OFF for %s", self.base_url)
+
+    def register(self, worker: str) -> dict[str, Any]:
+        """Announce `worker`; returns model name, classes, input shape, strategy, job and version."""
+        return self._call("POST", "/registerWorker", json={"worker": worker}).json()
+
+    def unregister(self, worker: str) -> None:
+        """Tell the server `worker` is done (it stays in /status as inactive)."""
+        self._call("POST", "/unregisterWorker", json={"worker": worker})
+
+    def version(self) -> int:
+        """The server's current model version."""
+        return int(self._call("GET", "/getVersion").json()["version"])
+
+    def pull(self, have: int | None, wait: float = 0) -> tuple[int, dict[str, torch.Tensor]] | None:
+        """(version, parameters), or None when `have` is still the latest after waiting up to `wait` s."""
+        params: dict[str, Any] = {"wait": wait}
+        if have is not None:
+            params["have"] = have
+        resp = self._call("GET", "/getParameter", params=params, timeout=self.timeout + wait)
+        if resp.status_code == 304:
+            return None
+        tensors, meta = decode_tensors(resp.content)
+        return int(meta.get("version", resp.headers.get("X-Owtrain-Version", -1))), tensors
+
+    def push(self, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> PushResult:
+        """Send one update; `meta` carries worker, seq, base_version, kind, compression, samples, loss.
+
+        A retry after a lost answer is safe: the server applies each (worker, seq) once.
+        """
+        body = encode_tensors(tensors, {k: str(v) for k, v in meta.items()})
+        data = self._call("POST", "/putGradient", data=body, headers={"Content-Type": CONTENT_TYPE}).json()
+        return PushResult(str(data["status"]), int(data["version"]), int(data["staleness"]), bool(data["refresh"]))
+
+    def accuracy(self) -> dict[str, Any]:
+        """`{version, accuracy, loss, evaluated_version, time}` (accuracy None until evaluated)."""
+        return self._call("GET", "/getAccuracy").json()
+
+    def status(self) -> dict[str, Any]:
+        """The server's status JSON (version, workers, update counts, staleness, history)."""
+        return self._call("GET", "/status").json()
+
+    def admin(self, action: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """`POST /admin/<action>` (checkpoint, rollback, stop); needs the admin token."""
+        return self._call("POST", f"/admin/{action}", json=dict(body or {})).json()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _call(self, method: str, path: str, timeout: float | None = None, **kw: Any) -> requests.Response:
+        url = self.base_url + path
+
+        def attempt() -> requests.Response:
+            try:
+                resp = self.session.request(method, url, timeout=timeout or self.timeout, verify=self.verify, **kw)
+            except requests.Timeout as exc:
+                raise TimeoutError(f"{method} {url} timed out: {exc}") from exc
+            except requests.ConnectionError as exc:
+                raise ConnectionError(f"{method} {url} failed to connect: {exc}") from exc
+            if resp.status_code in RETRY_STATUSES:
+                raise ConnectionError(f"{method} {url} answered {resp.status_code}")
+            if resp.status_code >= 400:
+                raise _error(resp)
+            return resp
+
+        try:
+            return retry_call(attempt, self.policy, what=f"{method} {path}")
+        except (ConnectionError, TimeoutError) as exc:
+            raise ServerUnavailable(f"parameter server {self.base_url} unavailable: {exc}") from exc
+
+
+def _error(resp: requests.Response) -> OwtrainError:
+    """The typed error for an error answer (JSON `{"error", "reason", ...}`)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    msg = body.get("error") or f"HTTP {resp.status_code}: {resp.text[:200]}"
+    code = resp.status_code
+    if code == 400 and body.get("tensor"):
+        return BadTensor(body["tensor"], msg)
+    if code == 409:
+        return StaleUpdate(msg, int(body.get("version", -1)))
+    return status_error(resp, msg) or OwtrainError(f"parameter server error {code}: {msg}")

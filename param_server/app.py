@@ -1,0 +1,250 @@
+"""HTTP routes: authenticate, admit, decode, hand to the core on the apply thread, encode.
+
+Every error is JSON `{"error", "reason"}` with a precise status (see `ERRORS`). Tensor bodies are
+safetensors; nothing is unpickled. Decoding and validation run on gevent's thread pool and the
+model step on the apply thread, so the event loop only moves bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import gevent
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from owtrain import codec
+from owtrain.compression import decompress
+from owtrain.errors import (
+    BadRequest,
+    BadTensor,
+    CheckpointCorrupt,
+    Forbidden,
+    ObjectMissing,
+    OwtrainError,
+    PayloadTooLarge,
+    StaleUpdate,
+    Throttled,
+    Unauthorized,
+)
+from param_server.auth import ADMIN, Claims, bearer, verify_token
+from param_server.dashboard import dashboard_bp
+from param_server.runtime import Runtime
+from param_server.strategies import Update
+
+log = logging.getLogger(__name__)
+
+# error class → (HTTP status, reason code)
+ERRORS: dict[type[OwtrainError], tuple[int, str]] = {
+    BadTensor: (400, "bad_tensor"),
+    BadRequest: (400, "bad_request"),
+    Unauthorized: (401, "unauthorized"),
+    Forbidden: (403, "forbidden"),
+    ObjectMissing: (404, "not_found"),
+    StaleUpdate: (409, "stale"),
+    PayloadTooLarge: (413, "too_large"),
+    Throttled: (429, "throttled"),
+    CheckpointCorrupt: (500, "checkpoint_corrupt"),
+}
+PUSH_KINDS = ("grad", "delta")
+
+
+def create_app(rt: Runtime) -> Flask:
+    """The Flask app for one `Runtime` (routes below, plus the dashboard blueprint)."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = rt.cfg.max_body_bytes
+    app.register_blueprint(dashboard_bp)
+    cfg, core, tel = rt.cfg, rt.core, rt.telemetry
+
+    def claims(admin: bool = False) -> Claims:
+        c = verify_token(cfg.secret, cfg.job, bearer(request.headers.get("Authorization")))
+        if admin and c.worker != ADMIN:
+            raise Forbidden("this call needs the admin token (a token whose worker is 'admin')")
+        g.worker = c.worker
+        if not admin:
+            tel.touch(c.worker)
+        return c
+
+    def open_read() -> None:
+        if not cfg.open_reads:
+            claims()
+
+    def json_body() -> dict[str, Any]:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        return body
+
+    def own_worker(c: Claims, named: Any) -> str:
+        if named is not None and str(named) != c.worker:
+            raise Forbidden(f"token is for worker {c.worker!r}, request names {named!r}")
+        return c.worker
+
+    @app.errorhandler(OwtrainError)
+    def owtrain_error(exc: OwtrainError) -> Response:
+        status, reason = next((v for k, v in ERRORS.items() if isinstance(exc, k)), (500, "internal"))
+        body: dict[str, Any] = {"error": str(exc), "reason": reason}
+        if isinstance(exc, BadTensor):
+            body["tensor"] = exc.name
+        if isinstance(exc, StaleUpdate):
+            body["version"] = exc.current_version
+            body["refresh"] = True
+        resp = jsonify(body)
+        resp.status_code = status
+        if isinstance(exc, Throttled):
+            resp.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        if request.path == "/putGradient":
+            tel.reject(reason)
+        return resp
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        reason = "too_large" if exc.code == 413 else (exc.name or "http").lower().replace(" ", "_")
+        if exc.code == 413 and request.path == "/putGradient":
+            tel.reject(reason)
+        message = (f"request body is over this server's limit of {cfg.max_body_bytes} bytes (--max-body-mb); "
+                   "send a smaller or compressed update" if exc.code == 413 else exc.description)
+        resp = jsonify({"error": message, "reason": reason})
+        resp.status_code = exc.code or 500
+        return resp
+
+    @app.get("/getVersion")
+    def get_version() -> Response:
+        open_read()
+        return jsonify({"version": core.model.version, "job": cfg.job})
+
+    @app.get("/getParameter")
+    def get_parameter() -> Response:
+        claims()
+        have = _int_arg("have")
+        wait = min(max(_float_arg("wait", 0.0), 0.0), cfg.max_wait_s)
+        snap = rt.latest()
+        deadline = time.monotonic() + wait
+        while snap.version == have and time.monotonic() < deadline:
+            rt.watch.wait(deadline - time.monotonic())
+            snap = rt.latest()
+        if snap.version == have:
+            return Response(status=304, headers={"X-Owtrain-Version": str(snap.version)})
+        body = gevent.get_hub().threadpool.apply(snap.body)  # encodes once per version, off the loop
+        return Response(body, content_type=codec.CONTENT_TYPE, headers={"X-Owtrain-Version": str(snap.version)})
+
+    @app.post("/putGradient")
+    def put_gradient() -> Response:
+        c = claims()
+        rt.admission.admit(c.worker)
+        body = request.get_data(cache=False)
+        update = gevent.get_hub().threadpool.apply(_decode_update, (body, c, rt.spec))
+        result = rt.apply(core.push, update)
+        tel.pushed(update.worker, update.seq, result["status"], result["staleness"], update.samples,
+                   update.loss, len(body))
+        return jsonify(result)
+
+    @app.post("/registerWorker")
+    def register_worker() -> Response:
+        c = claims()
+        worker = own_worker(c, json_body().get("worker"))
+        tel.touch(worker, registering=True)
+        return jsonify({"worker": worker, "version": core.model.version, "model": cfg.model,
+                        "num_classes": cfg.num_classes, "input_shape": list(rt.input_shape or []) or None,
+                        "strategy": core.strategy.describe(), "job": cfg.job})
+
+    @app.post("/unregisterWorker")
+    def unregister_worker() -> Response:
+        c = claims()
+        tel.unregister(own_worker(c, json_body().get("worker")))
+        return jsonify({"ok": True})
+
+    @app.get("/getAccuracy")
+    def get_accuracy() -> Response:
+        open_read()
+        return jsonify(tel.accuracy())
+
+    @app.get("/status")
+    def status() -> Response:
+        open_read()
+        body = tel.status()
+        body.update({"job": cfg.job, "model": cfg.model, "strategy": core.strategy.describe(),
+                     "kept_versions": core.versions.versions()})
+        return jsonify(body)
+
+    @app.get("/api/history")
+    def history() -> Response:
+        open_read()
+        return jsonify(tel.history_since(_float_arg("since", 0.0)))
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        open_read()
+        return Response(tel.metrics(), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post("/admin/checkpoint")
+    def admin_checkpoint() -> Response:
+        claims(admin=True)
+        path = rt.apply(core.checkpoint)
+        return jsonify({"version": core.model.version, "path": str(path) if path else None})
+
+    @app.post("/admin/rollback")
+    def admin_rollback() -> Response:
+        claims(admin=True)
+        target = json_body().get("version")
+        if not isinstance(target, int) or isinstance(target, bool):
+            raise BadRequest('body must be {"version": <int>}')
+        version = rt.apply(core.rollback, target)
+        return jsonify({"version": version, "restored": target})
+
+    @app.post("/admin/stop")
+    def admin_stop() -> Response:
+        claims(admin=True)
+        gevent.spawn_later(0.1, rt.request_stop)
+        return jsonify({"ok": True, "version": core.model.version})
+
+    return app
+
+
+def _decode_update(body: bytes, c: Claims, spec: codec.Spec) -> Update:
+    """Parse and validate a push body into an `Update` (runs on a pool thread, not the loop)."""
+    wire, meta = codec.decode_tensors(body)
+    if meta.get("worker", c.worker) != c.worker:
+        raise Forbidden(f"token is for worker {c.worker!r}, update is tagged {meta.get('worker')!r}")
+    kind = meta.get("kind", "grad")
+    if kind not in PUSH_KINDS:
+        raise BadRequest(f"metadata kind must be one of {PUSH_KINDS}, got {kind!r}")
+    try:
+        seq, base = int(meta["seq"]), int(meta["base_version"])
+        samples = int(meta.get("samples", 0))
+        loss = float(meta["loss"]) if meta.get("loss") not in (None, "", "None", "nan") else None
+    except KeyError as exc:
+        raise BadRequest(f"update metadata is missing {exc.args[0]!r} (need worker, seq, base_version, kind)") from exc
+    except ValueError as exc:
+        raise BadRequest(f"update metadata has a malformed number: {exc}") from exc
+    if loss is not None and not math.isfinite(loss):
+        loss = None
+    tensors = decompress(wire, meta, spec)
+    return Update(worker=c.worker, seq=seq, base_version=base, kind=kind, tensors=tensors, samples=samples, loss=loss)
+
+
+def _int_arg(name: str) -> int | None:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise BadRequest(f"query parameter {name} must be an integer, got {raw!r}") from exc
+
+
+def _float_arg(name: str, default: float) -> float:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise BadRequest(f"query parameter {name} must be a number, got {raw!r}") from exc
+    if not math.isfinite(value):
+        raise BadRequest(f"query parameter {name} must be finite")
+    return value
+

@@ -1,0 +1,62 @@
+"""The parameter server's whole configuration: one frozen dataclass built once by the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class S3Target:
+    """Where checkpoints are also uploaded (any S3 endpoint, via the minio SDK)."""
+
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    secure: bool = True
+    prefix: str = "checkpoints/"
+
+
+@dataclass(frozen=True)
+class PSConfig:
+    """Everything the server needs; see `owtrain ps --help` for what each field means."""
+
+    job: str
+    secret: str
+    model: str = "lenet5"
+    num_classes: int = 10
+    seed: int = 0
+    host: str = "127.0.0.1"
+    port: int = 29500
+    strategy: str = "async"
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    server_lr: float = 1.0
+    checkpoint_dir: Path | None = None
+    checkpoint_every: int = 50
+    checkpoint_interval_s: float = 30.0
+    keep_checkpoints: int = 5
+    keep_versions: int = 50
+    keep_versions_bytes: int = 512 * 1024 * 1024
+    s3: S3Target | None = None
+    eval_shard: Path | None = None
+    eval_every: int = 20
+    eval_interval_s: float = 5.0
+    eval_batch: int = 1000
+    max_body_bytes: int = 64 * 1024 * 1024
+    worker_rate: float = 100.0
+    worker_burst: float = 200.0
+    global_rate: float = 2000.0
+    global_burst: float = 4000.0
+    max_wait_s: float = 30.0
+    open_reads: bool = True
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    history_interval_s: float = 1.0
+    ledger_window: int = 1024

@@ -1,0 +1,54 @@
+"""Parameters (seed names) → frozen config; every bad value is a BadRequest naming it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from actions.config import ActionConfig
+from actions.cursor import Cursor
+from owtrain.errors import BadRequest
+
+GOOD = {"dataset_url": "http://s3/b/k?sig", "dataset_sha256": "a" * 64, "apihost": "http://ps:1",
+        "ps_token": "owt1.x.y", "job": "j", "worker": "w0"}
+
+
+def test_seed_names_are_translated_with_defaults():
+    cfg = ActionConfig.from_params({**GOOD, "batch_sz_train": 64, "epoch_n": 2, "update_intv": 4,
+                                    "cursor": {"epoch": 1, "offset": 5, "seed": 2, "seq": 9}},
+                                   {"__OW_DEADLINE": "1700000000000", "OWTRAIN_SHARD_CACHE": "/tmp/x"})
+    assert (cfg.batch_size, cfg.epochs, cfg.update_intv) == (64, 2, 4)
+    assert cfg.cursor == Cursor(1, 5, 2, 9)
+    assert cfg.deadline_ms == 1700000000000 and str(cfg.cache_dir) == "/tmp/x"
+    assert (cfg.mode, cfg.lr, cfg.compression, cfg.device, cfg.threads) == ("grad", 0.01, "none", "auto", 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lr = 1.0  # type: ignore[misc]
+    assert "owt1.x.y" not in repr(cfg) and "sig" not in repr(cfg)
+
+
+@pytest.mark.parametrize("drop", ["dataset_url", "ps_token", "worker"])
+def test_missing_required_parameter(drop):
+    params = {k: v for k, v in GOOD.items() if k != drop}
+    with pytest.raises(BadRequest, match=f"missing required parameter.*{drop}"):
+        ActionConfig.from_params(params, {})
+
+
+@pytest.mark.parametrize("name,value,need", [
+    ("batch_sz_train", "32", "integer"), ("batch_sz_train", 0, "integer >= 1"), ("epoch_n", True, "integer"),
+    ("lr", -1, "positive number"), ("mode", "sync", "grad, delta"), ("device", "tpu", "auto, cpu, cuda"),
+    ("compression", "zip", "unknown compression"), ("time_budget_s", 0, "positive"), ("job", 5, "string"),
+])
+def test_wrong_types_and_values(name, value, need):
+    with pytest.raises(BadRequest, match=need) as info:
+        ActionConfig.from_params({**GOOD, name: value}, {})
+    assert name in str(info.value)
+
+
+def test_bad_deadline_env():
+    with pytest.raises(BadRequest, match="__OW_DEADLINE"):
+        ActionConfig.from_params(GOOD, {"__OW_DEADLINE": "soon"})
+
+
+def test_unknown_names_are_listed_but_platform_extras_are_not():
+    assert ActionConfig.unknown({**GOOD, "batch_size": 3, "__ow_headers": {}}) == ["batch_size"]

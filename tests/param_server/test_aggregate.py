@@ -1,0 +1,145 @@
+"""Pure aggregation math and the strategy policies, without a server."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from owtrain.errors import BadRequest, StaleUpdate
+from param_server import aggregate
+from param_server.model_state import ModelState
+from param_server.optim import build_optimizer, warmup_factor
+from param_server.strategies import STRATEGIES, Update, parse_strategy
+from param_server.strategies.sync import SyncStrategy
+from tests.param_server.helpers import batch, grads, lenet, max_diff
+
+
+def test_mean_of_updates():
+    out = aggregate.mean([{"a": torch.tensor([1.0, 2.0])}, {"a": torch.tensor([3.0, 6.0])}])
+    assert torch.equal(out["a"], torch.tensor([2.0, 4.0]))
+    with pytest.raises(ValueError):
+        aggregate.mean([])
+
+
+def test_staleness_scale():
+    assert aggregate.staleness_scale(0, 0.5) == 1.0
+    assert aggregate.staleness_scale(3, 0.5) == pytest.approx(0.5)
+    assert aggregate.staleness_scale(7, 0.0) == 1.0
+    with pytest.raises(ValueError):
+        aggregate.staleness_scale(-1, 0.5)
+
+
+def test_apply_delta_adds_scaled_delta():
+    model = torch.nn.Linear(2, 1)
+    before = model.weight.detach().clone()
+    aggregate.apply_delta(dict(model.named_parameters()), {"weight": torch.ones(1, 2)}, 0.5)
+    assert torch.allclose(model.weight, before + 0.5)
+
+
+def test_warmup_is_linear_then_flat():
+    assert [warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0
+
+
+def test_parse_strategy_options_and_errors():
+    s = parse_strategy("sync:k=4,timeout=5")
+    assert isinstance(s, SyncStrategy) and (s.k, s.timeout) == (4, 5.0)
+    assert parse_strategy("bounded:s=3,mode=damp").describe() == {"name": "bounded", "s": 3, "mode": "damp",
+                                                                  "damping": 1.0}
+    assert parse_strategy("async:damping=0").damping == 0.0
+    with pytest.raises(ValueError, match="choose one of"):
+        parse_strategy("hogwild")
+    with pytest.raises(ValueError, match="valid options"):
+        parse_strategy("sync:q=1")
+    with pytest.raises(ValueError, match="not a valid int"):
+        parse_strategy("sync:k=two")
+    with pytest.raises(ValueError, match="mode"):
+        parse_strategy("bounded:mode=drop")
+    assert set(STRATEGIES) == {"sync", "async", "bounded"}
+
+
+def _state(lr: float = 0.1) -> ModelState:
+    model = lenet()
+    return ModelState(model, build_optimizer(model, "sgd", lr))
+
+
+def _update(state: ModelState, worker: str, base: int, value: float, kind: str = "grad") -> Update:
+    tensors = {n: torch.full(s, value) for n, (s, _) in state.spec.items()}
+    return Update(worker=worker, seq=0, base_version=base, kind=kind, tensors=tensors)
+
+
+def test_sync_times_out_with_min_updates_and_rejects_late_ones():
+    state = _state()
+    sync = SyncStrategy(k=3, timeout=0.5, min=2)
+    assert sync.submit(_update(state, "a", 0, 1.0), state).status == "accepted"
+    assert not sync.tick(state, sync.round_started + 1.0)  # one update < min: keep waiting
+    assert sync.submit(_update(state, "b", 0, 1.0), state).status == "accepted"
+    assert not sync.tick(state, sync.round_started + 0.1)  # not late yet
+    assert sync.tick(state, sync.round_started + 0.6) and state.version == 1
+    with pytest.raises(StaleUpdate):  # the straggler's update is for version 0
+        sync.submit(_update(state, "c", 0, 1.0), state)
+
+
+def test_sync_refuses_mixed_kinds_in_one_round():
+    state = _state()
+    sync = SyncStrategy(k=2)
+    sync.submit(_update(state, "a", 0, 1.0), state)
+    with pytest.raises(BadRequest, match="delta"):
+        sync.submit(_update(state, "b", 0, 1.0, kind="delta"), state)
+
+
+def test_sync_pending_round_survives_state_dict():
+    state = _state()
+    sync = SyncStrategy(k=2)
+    sync.submit(_update(state, "a", 0, 2.0), state)
+    tensors, meta = sync.state_dict()
+    again = SyncStrategy(k=2)
+    again.load_state_dict(tensors, meta)
+    assert again.submit(_update(state, "b", 0, 4.0), state).status == "applied"
+    assert state.version == 1
+
+
+def test_delta_updates_apply_server_lr():
+    state = ModelState(lenet(), build_optimizer(lenet(), "sgd", 0.1), server_lr=0.5)
+    before = state.snapshot().tensors
+    parse_strategy("async").submit(_update(state, "a", 0, 2.0, kind="delta"), state)
+    after = state.snapshot().tensors
+    assert all(torch.allclose(after[n], before[n] + 1.0) for n in before)
+
+
+def test_bounded_damp_mode_applies_stale_updates_damped_and_asks_for_refresh():
+    state = _state(lr=1.0)
+    bounded = parse_strategy("bounded:s=0,mode=damp,damping=1")
+    bounded.submit(_update(state, "a", 0, 0.0), state)
+    before = state.snapshot().tensors
+    outcome = bounded.submit(_update(state, "a", 0, 1.0), state)  # staleness 1 > s: weight 1/2
+    assert (outcome.status, outcome.staleness, outcome.refresh, state.version) == ("applied", 1, True, 2)
+    after = state.snapshot().tensors
+    assert all(torch.allclose(after[n], before[n] - 0.5) for n in before)
+
+
+def test_adam_one_worker_async_equals_torch_adam():
+    """The server's optimiser path (grads in, one step per update) is plain torch Adam."""
+    model, reference = lenet(), lenet()
+    state = ModelState(model, build_optimizer(model, "adam", 1e-3))
+    opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
+    strategy = parse_strategy("async")
+    for step in range(4):
+        x, y = batch(8, seed=step)
+        g = grads(lenet(state.snapshot().tensors), x, y)
+        strategy.submit(Update("w", step, state.version, "grad", g), state)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(reference(x), y).backward()
+        opt.step()
+    assert max_diff(state.snapshot().tensors, dict(reference.named_parameters())) < 1e-6
+
+
+def test_warmup_scales_the_first_steps():
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    state = ModelState(model, build_optimizer(model, "sgd", 1.0), warmup_steps=2)
+    one = {"weight": torch.ones(1, 1)}
+    state.apply("grad", one)
+    assert float(model.weight.detach()) == pytest.approx(-0.5)  # step 0 at half the rate
+    state.apply("grad", one)
+    assert float(model.weight.detach()) == pytest.approx(-1.5)  # full rate from step 1

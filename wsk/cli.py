@@ -1,0 +1,351 @@
+"""`owtrain train`, `owtrain activation …` and `owtrain bridge serve`: the invocation side's commands.
+
+Configuration is merged here, once: flags, then environment (`OWTRAIN_JOB_SECRET`,
+`OWTRAIN_ACTIVATIONS_DB`, `WSK_*`), then `~/.wskprops`. Everything below receives frozen configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from owtrain.errors import ConfigError, OwtrainError
+from wsk import config as c
+
+if TYPE_CHECKING:
+    from wsk.invoker.base import Invoker
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `train`, `activation` and `bridge`."""
+    _register_train(subparsers)
+    _register_activation(subparsers)
+    _register_bridge(subparsers)
+
+
+# -- shared options ---------------------------------------------------------------------------------
+
+
+def add_invoker_options(parser: argparse.ArgumentParser) -> None:
+    """Which backend runs activations, and its settings."""
+    g = parser.add_argument_group("invoker")
+    g.add_argument("--invoker", choices=("local", "openwhisk"), default="local",
+                   help="local: `owtrain action serve` processes on this machine (default); openwhisk: a real "
+                        "controller's REST API")
+    g.add_argument("--activations-db", type=Path, default=None,
+                   help="local invoker: SQLite file of activation records (default $OWTRAIN_ACTIVATIONS_DB "
+                        "or ~/.owtrain/activations.db)")
+    g.add_argument("--timeout-ms", type=int, default=c.DEFAULT_TIMEOUT_MS,
+                   help=f"local invoker: action time limit, {c.MIN_TIMEOUT_MS}..{c.MAX_TIMEOUT_MS} ms (default 60000)")
+    g.add_argument("--memory-mb", type=int, default=c.MAX_MEMORY_MB,
+                   help="local invoker: memory limit per container in MB (default 512)")
+    g.add_argument("--action-command", default=None,
+                   help="local invoker: command that starts one container, '{port}' is replaced "
+                        "(default: this Python running 'owtrain.cli action serve --port {port}')")
+    g.add_argument("--apihost", default=None, help="openwhisk: API host (default $WSK_APIHOST or ~/.wskprops APIHOST)")
+    g.add_argument("--auth", default=None, help="openwhisk: UUID:KEY (default $WSK_AUTH or ~/.wskprops AUTH)")
+    g.add_argument("--namespace", default=None, help="openwhisk: namespace (default ~/.wskprops NAMESPACE or _)")
+    g.add_argument("-i", "--insecure", action="store_true",
+                   help="openwhisk: skip TLS certificate checks (self-signed standalone certificates); logged")
+
+
+def activations_db(args: argparse.Namespace) -> Path:
+    """The local invoker's activation records: --activations-db, $OWTRAIN_ACTIVATIONS_DB or the default."""
+    return args.activations_db or Path(os.environ.get("OWTRAIN_ACTIVATIONS_DB") or c.state_dir() / "activations.db")
+
+
+def make_invoker_from_args(args: argparse.Namespace, concurrent: int, per_minute: int,
+                           window_s: float = 60.0) -> Invoker:
+    """The Invoker the flags ask for (heavy imports stay inside)."""
+    from wsk.invoker import InvokerSettings, make_invoker
+
+    if args.invoker == "openwhisk":
+        wsk = c.load_wsk_config(os.environ, args.apihost, args.auth, args.namespace, args.insecure)
+        return make_invoker("openwhisk", InvokerSettings(wsk=wsk), os.environ)
+    argv = tuple(args.action_command.split()) if args.action_command else c.LocalInvokerConfig.action_argv
+    local = c.LocalInvokerConfig(db_path=activations_db(args), timeout_ms=args.timeout_ms, memory_mb=args.memory_mb,
+                                 concurrent=concurrent, per_minute=per_minute, rate_window_s=window_s,
+                                 action_argv=argv)
+    return make_invoker("local", InvokerSettings(local=local), os.environ)
+
+
+def parse_params(pairs: list[str]) -> tuple[tuple[str, object], ...]:
+    """`-p KEY VALUE` pairs as `wsk` reads them: VALUE is JSON when it parses, else a string."""
+    out = []
+    for key, value in zip(pairs[::2], pairs[1::2], strict=True):
+        try:
+            out.append((key, json.loads(value)))
+        except ValueError:
+            out.append((key, value))
+    return tuple(out)
+
+
+def add_driver_options(parser: argparse.ArgumentParser) -> None:
+    """The job and its fan-out limits (shared by `train` and `bridge serve`)."""
+    parser.add_argument("--ps", required=True, help="parameter server base URL passed to the action as `apihost`")
+    parser.add_argument("--job", default="job", help="job name (must match the parameter server's; default 'job')")
+    parser.add_argument("--secret", default=None,
+                        help="job secret used to mint per-worker tokens (default $OWTRAIN_JOB_SECRET)")
+    parser.add_argument("--action", default=c.DEFAULT_ACTION, help=f"action name (default {c.DEFAULT_ACTION})")
+    parser.add_argument("--workers", type=int, default=4, help="activation chains in flight at once (default 4)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs over each shard (default 1)")
+    parser.add_argument("--target-accuracy", type=float, default=None,
+                        help="stop starting activations once the parameter server's accuracy reaches this (0-1]")
+    parser.add_argument("--concurrent", type=int, default=c.DEFAULT_CONCURRENT,
+                        help="namespace quota: concurrent activations (default 30, standalone OpenWhisk)")
+    parser.add_argument("--per-minute", type=int, default=c.DEFAULT_PER_MINUTE,
+                        help="namespace quota: invocations per minute (default 60, standalone OpenWhisk)")
+    parser.add_argument("--rate-window", type=float, default=60.0,
+                        help="length in seconds of the --per-minute window (default 60; tests shorten it)")
+    parser.add_argument("--max-retries", type=int, default=3,
+                        help="retries of an activation that failed for a transient reason (default 3)")
+    parser.add_argument("-p", "--param", nargs=2, action="extend", default=[], metavar=("KEY", "VALUE"),
+                        help="extra action parameter, e.g. -p batch_sz_train 64 -p mode delta (VALUE parsed as JSON)")
+    parser.add_argument("--state", type=Path, default=None,
+                        help="SQLite state file; rerun with the same file to resume (default ~/.owtrain/<job>.db, "
+                             "or <job>-bridge.db for the bridge)")
+
+
+def driver_config(args: argparse.Namespace) -> c.DriverConfig:
+    """The job's DriverConfig from the driver options; ConfigError when no job secret is given."""
+    secret = args.secret or os.environ.get("OWTRAIN_JOB_SECRET")
+    if not secret:
+        raise ConfigError("no job secret: pass --secret or set OWTRAIN_JOB_SECRET (the parameter server's)")
+    return c.DriverConfig(job=args.job, ps_url=args.ps.rstrip("/"), secret=secret, action=args.action,
+                          workers=args.workers, epochs=args.epochs, target_accuracy=args.target_accuracy,
+                          concurrent=args.concurrent, per_minute=args.per_minute, rate_window_s=args.rate_window,
+                          max_retries=args.max_retries, action_params=parse_params(args.param))
+
+
+def accuracy_reader(ps_url: str) -> Callable[[], float | None]:
+    """A function returning the parameter server's last evaluated accuracy (None before the first)."""
+    from owtrain.ps_client import PSClient
+
+    client = PSClient(ps_url, token="")
+    return lambda: client.accuracy().get("accuracy")
+
+
+# -- train ------------------------------------------------------------------------------------------
+
+
+def _register_train(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="fan out training activations over a shard list, with continuation",
+                              description="Start one activation chain per train shard and re-invoke each with the "
+                                          "cursor it returned until --epochs or --target-accuracy. Resumable: "
+                                          "rerun with the same --state after a crash.")
+    p.add_argument("--shards", type=Path, required=True, help="shard list JSON written by `owtrain presign`")
+    add_driver_options(p)
+    add_invoker_options(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from wsk.driver import Driver
+    from wsk.progress import ProgressBar
+    from wsk.shardlist import load_train_shards
+    from wsk.state import DriverState
+
+    try:
+        config = driver_config(args)
+        shards = load_train_shards(args.shards)
+        state = DriverState(args.state or c.state_dir() / f"{config.job}.db")
+        invoker = make_invoker_from_args(args, config.concurrent, config.per_minute, config.rate_window_s)
+    except OwtrainError as exc:
+        log.error("%s", exc)
+        return 2
+    bar = None if args.no_progress else ProgressBar(len(shards) * config.epochs)
+    try:
+        for entry in shards:
+            state.add(entry["key"], entry["url"], entry["sha256"])
+        accuracy = accuracy_reader(config.ps_url) if config.target_accuracy is not None or bar else None
+        driver = Driver(invoker, state, config, progress=bar.update if bar else None, accuracy=accuracy)
+        summary = driver.run(threading.Event())
+    finally:
+        if bar:
+            bar.close()
+        invoker.close()
+        state.close()
+    print(f"shards done {summary.done}/{summary.shards}, failed {summary.failed}, samples {summary.samples}")
+    return 1 if summary.failed else 0
+
+
+# -- activation -------------------------------------------------------------------------------------
+
+
+def _register_activation(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("activation", help="list and inspect activations (like `wsk activation`)")
+    sub = p.add_subparsers(dest="activation_command", metavar="ACTIVATION_COMMAND")
+    lst = sub.add_parser("list", help="newest activations first")
+    lst.add_argument("name", nargs="?", default=None, help="only activations of this action")
+    lst.add_argument("-l", "--limit", type=int, default=30, help="how many (default 30, at most 200)")
+    lst.add_argument("-s", "--skip", type=int, default=0, help="skip this many newest ones")
+    lst.add_argument("--since", type=int, default=None, help="only those started after this epoch-ms time")
+    lst.add_argument("--upto", type=int, default=None, help="only those started before this epoch-ms time")
+    for name, what in (("get", "the full record"), ("logs", "the log lines"), ("result", "the result")):
+        one = sub.add_parser(name, help=f"{what} of one activation")
+        one.add_argument("id", nargs="?", default=None, help="activation id")
+        one.add_argument("--last", action="store_true", help="the most recent activation instead of an id")
+        if name == "logs":
+            one.add_argument("-r", "--strip", action="store_true", help="strip timestamp and stream from each line")
+    for parser in sub.choices.values():
+        add_invoker_options(parser)
+        parser.set_defaults(func=cmd_activation)
+    p.set_defaults(func=lambda _a: p.print_help() or 2)
+
+
+def cmd_activation(args: argparse.Namespace) -> int:
+    try:
+        lister, getter = _activation_source(args)
+        if args.activation_command == "list":
+            rows = lister(name=args.name, limit=min(args.limit, 200), skip=args.skip, since=args.since, upto=args.upto)
+            for row in rows:
+                status = row.get("response", {}).get("status", row.get("status", ""))
+                print(f"{row['activationId']}  {row.get('name', ''):<20} {status}")
+            return 0
+        activation_id = args.id
+        if args.last or not activation_id:
+            latest = lister(name=None, limit=1, skip=0, since=None, upto=None)
+            if not latest:
+                raise ConfigError("no activations yet")
+            activation_id = latest[0]["activationId"]
+        record = getter(activation_id)
+    except OwtrainError as exc:
+        log.error("%s", exc)
+        return 2
+    if record is None:
+        print(f"activation {activation_id} is still running")
+        return 1
+    if args.activation_command == "logs":
+        for line in record.get("logs", []):
+            print(line.split(": ", 1)[-1] if args.strip else line)
+    elif args.activation_command == "result":
+        print(json.dumps(record["response"]["result"], indent=2))
+    else:
+        print(json.dumps(record, indent=2))
+    return 0
+
+
+def _activation_source(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(list, get) over the local records or the controller; get returns a record or None."""
+    if args.invoker == "openwhisk":
+        from wsk.client import OpenWhiskClient
+
+        client = OpenWhiskClient(c.load_wsk_config(os.environ, args.apihost, args.auth, args.namespace, args.insecure))
+        return client.activations, client.activation
+    from wsk.activations import ActivationStore
+
+    store = ActivationStore(activations_db(args))
+
+    def get(activation_id: str) -> dict | None:
+        activation = store.get(activation_id)
+        return None if activation is None else activation.to_record()
+
+    return store.list, get
+
+
+# -- bridge -----------------------------------------------------------------------------------------
+
+
+def _register_bridge(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bridge", help="event bridge: shard uploads -> training activations")
+    sub = p.add_subparsers(dest="bridge_command", metavar="BRIDGE_COMMAND")
+    serve = sub.add_parser("serve", help="serve the MinIO webhook (POST /events) and/or poll a bucket",
+                           description="Queue every new shard object (webhook or poller) in SQLite, then run one "
+                                       "training chain per shard under the quota. Restart with the same --state "
+                                       "to resume; nothing acknowledged is lost.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8095, help="port of POST /events and GET /status (default 8095)")
+    serve.add_argument("--token", default=None,
+                       help="webhook auth_token configured in MinIO (default $OWTRAIN_BRIDGE_TOKEN); one word is "
+                            "expected as 'Bearer <token>', two words ('Basic …') verbatim")
+    serve.add_argument("--key-pattern", default=r"-train-\d+-of-\d+\.tar\.gz$",
+                       help="regex an object key must match to be a train shard (default: owtrain pack's names)")
+    serve.add_argument("--poll", type=float, default=0.0,
+                       help="also poll the bucket every this many seconds (stores without notifications); 0 = off")
+    serve.add_argument("--dispatch", choices=("invoke", "trigger"), default="invoke",
+                       help="invoke: the action directly, keeping activation ids (default, loses nothing); trigger: "
+                            "fire --trigger (OpenWhisk drops rule invokes over the quota, see docs/invocation.md)")
+    serve.add_argument("--trigger", default="shard-uploaded",
+                       help="trigger fired with --dispatch trigger (default shard-uploaded)")
+    serve.add_argument("--endpoint", default=None, help="S3 endpoint URL (default $OWTRAIN_S3_ENDPOINT)")
+    serve.add_argument("--public-endpoint", default=None,
+                       help="host name the actions use to download shards; presigned URLs are signed for it")
+    serve.add_argument("--bucket", required=True, help="bucket whose uploads start training")
+    serve.add_argument("--prefix", default="", help="poller: only keys under this prefix (default: the whole bucket)")
+    serve.add_argument("--access-key", default=None, help="S3 access key (default $OWTRAIN_S3_ACCESS_KEY)")
+    serve.add_argument("--secret-key", default=None, help="S3 secret key (default $OWTRAIN_S3_SECRET_KEY)")
+    serve.add_argument("--region", default="us-east-1", help="S3 region used for signing (default us-east-1)")
+    serve.add_argument("--presign-seconds", type=int, default=3600,
+                       help="lifetime of the presigned URL minted at each launch (default 3600)")
+    add_driver_options(serve)
+    add_invoker_options(serve)
+    serve.set_defaults(func=cmd_bridge_serve)
+    p.set_defaults(func=lambda _a: p.print_help() or 2)
+
+
+def cmd_bridge_serve(args: argparse.Namespace) -> int:
+    from owtrain.wsgi import NoDelayWSGIServer
+    from wsk.bridge import Bridge
+    from wsk.driver import Driver
+    from wsk.sources import bucket_lister, store_resolver
+    from wsk.state import DriverState
+
+    try:
+        token = args.token or os.environ.get("OWTRAIN_BRIDGE_TOKEN")
+        if not token:
+            raise ConfigError("no webhook token: pass --token or set OWTRAIN_BRIDGE_TOKEN")
+        config = c.BridgeConfig(token=token, key_pattern=args.key_pattern, poll_interval_s=args.poll,
+                                presign_seconds=args.presign_seconds, dispatch=args.dispatch, trigger=args.trigger)
+        driver_cfg = driver_config(args)
+        store = _open_store(args)
+        state = DriverState(args.state or c.state_dir() / f"{driver_cfg.job}-bridge.db")
+        invoker = _bridge_invoker(args, config, driver_cfg)
+    except (OwtrainError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    driver = Driver(invoker, state, driver_cfg, resolver=store_resolver(store, config.presign_seconds))
+    bridge = Bridge(config, args.bucket, state, driver, bucket_lister(store, args.prefix))
+    bridge.start()
+    server = NoDelayWSGIServer((args.host, args.port), bridge.app(), log=None, error_log=log)
+    log.info("event bridge on http://%s:%d/events (bucket %s, dispatch %s)", args.host, args.port, args.bucket,
+             config.dispatch)
+    try:
+        server.serve_forever()
+    finally:
+        bridge.stop()
+        invoker.close()
+        state.close()
+    return 0
+
+
+def _open_store(args: argparse.Namespace):
+    from dataset_packer.config import StoreConfig
+    from dataset_packer.stores import open_store
+
+    endpoint = args.endpoint or os.environ.get("OWTRAIN_S3_ENDPOINT")
+    access = args.access_key or os.environ.get("OWTRAIN_S3_ACCESS_KEY")
+    secret = args.secret_key or os.environ.get("OWTRAIN_S3_SECRET_KEY")
+    if not endpoint or not access or not secret:
+        raise ConfigError("the bridge needs --endpoint, --access-key and --secret-key (or OWTRAIN_S3_* env)")
+    config = StoreConfig(endpoint=endpoint, bucket=args.bucket, access_key=access, secret_key=secret,
+                         region=args.region)
+    return open_store("s3", config, args.public_endpoint)
+
+
+def _bridge_invoker(args: argparse.Namespace, config: c.BridgeConfig, driver_cfg: c.DriverConfig) -> Invoker:
+    if config.dispatch == "trigger":
+        from wsk.client import OpenWhiskClient
+        from wsk.invoker.trigger import TriggerInvoker
+
+        wsk = c.load_wsk_config(os.environ, args.apihost, args.auth, args.namespace, args.insecure)
+        return TriggerInvoker(OpenWhiskClient(wsk), config.trigger)
+    return make_invoker_from_args(args, driver_cfg.concurrent, driver_cfg.per_minute, driver_cfg.rate_window_s)

@@ -1,0 +1,198 @@
+"""Typed, frozen configuration of the invocation side, merged once at the entry points.
+
+`WskConfig` follows the `wsk` CLI's conventions so that a user's existing set-up just works:
+`~/.wskprops` (or the file named by `WSK_CONFIG_FILE`) gives `APIHOST`, `AUTH` and `NAMESPACE`;
+environment variables override the file, and command-line flags override both. Nothing deeper than
+the CLI reads the environment: the other components receive these objects.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from owtrain.errors import ConfigError
+
+# Standalone OpenWhisk's namespace quota (reference §2/§5); the docs' 120/100 are not what runs.
+DEFAULT_CONCURRENT = 30
+DEFAULT_PER_MINUTE = 60
+# Action limits (reference §2): timeout 100 ms..300 s, memory 128..512 MB.
+MIN_TIMEOUT_MS, MAX_TIMEOUT_MS, DEFAULT_TIMEOUT_MS = 100, 300_000, 60_000
+MIN_MEMORY_MB, MAX_MEMORY_MB = 128, 512
+# Blocking invokes wait at most 60 s at the controller, then answer 202 (reference §2).
+MAX_BLOCKING_WAIT_MS = 60_000
+DEFAULT_ACTION = "dist-train"
+
+
+def state_dir() -> Path:
+    """Where the driver, the bridge and the local invoker keep their SQLite files unless told: ~/.owtrain."""
+    return Path("~/.owtrain").expanduser()
+
+
+@dataclass(frozen=True)
+class WskConfig:
+    """How to reach an OpenWhisk controller: base URL, `UUID:KEY` credential, namespace."""
+
+    apihost: str
+    auth: str
+    namespace: str = "_"
+    insecure: bool = False
+    timeout_s: float = 70.0  # above the controller's 60 s blocking wait
+
+    def __post_init__(self) -> None:
+        if ":" not in self.auth:
+            raise ConfigError("OpenWhisk AUTH must be 'UUID:KEY' (see `wsk property get --auth`)")
+
+    @property
+    def base_url(self) -> str:
+        """`https://host[:port]/api/v1`; a host given without a scheme means https, as in `wsk`."""
+        host = self.apihost.rstrip("/")
+        if "://" not in host:
+            host = f"https://{host}"
+        return f"{host}/api/v1"
+
+    @property
+    def basic_auth(self) -> tuple[str, str]:
+        user, _, key = self.auth.partition(":")
+        return user, key
+
+    def __repr__(self) -> str:
+        # The key must never reach a log line or a traceback through repr().
+        return f"WskConfig(apihost={self.apihost!r}, namespace={self.namespace!r}, insecure={self.insecure})"
+
+
+def read_wskprops(path: Path) -> dict[str, str]:
+    """The `KEY=VALUE` lines of a `.wskprops` file; an absent file is an empty mapping."""
+    if not path.is_file():
+        return {}
+    props: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            props[key.strip()] = value.strip()
+    return props
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_wsk_config(
+    env: Mapping[str, str],
+    apihost: str | None = None,
+    auth: str | None = None,
+    namespace: str | None = None,
+    insecure: bool = False,
+) -> WskConfig:
+    """Merge flags > `WSK_*` env > `__OW_*` env (inside an action) > the wskprops file.
+
+    Raises ConfigError naming what is missing and where it could come from.
+    """
+    props = read_wskprops(Path(env.get("WSK_CONFIG_FILE") or Path(env.get("HOME", "~")) / ".wskprops").expanduser())
+
+    def pick(flag: str | None, names: tuple[str, ...], prop: str) -> str | None:
+        if flag:
+            return flag
+        for name in names:
+            if env.get(name):
+                return env[name]
+        return props.get(prop) or None
+
+    host = pick(apihost, ("WSK_APIHOST", "__OW_API_HOST"), "APIHOST")
+    key = pick(auth, ("WSK_AUTH", "__OW_API_KEY"), "AUTH")
+    if not host or not key:
+        missing = " and ".join(n for n, v in (("APIHOST", host), ("AUTH", key)) if not v)
+        raise ConfigError(
+            f"no OpenWhisk {missing}: pass --apihost/--auth, set WSK_APIHOST/WSK_AUTH, "
+            "or run `wsk property set --apihost … --auth …` (writes ~/.wskprops)"
+        )
+    return WskConfig(
+        apihost=host,
+        auth=key,
+        namespace=pick(namespace, ("WSK_NAMESPACE", "__OW_NAMESPACE"), "NAMESPACE") or "_",
+        insecure=insecure or _truthy(env.get("WSK_INSECURE")),
+    )
+
+
+@dataclass(frozen=True)
+class LocalInvokerConfig:
+    """OpenWhisk's limits, applied to local `owtrain action serve` processes ("containers").
+
+    `action_argv` is the command that starts one container; `{port}` is replaced by its port.
+    """
+
+    db_path: Path
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    memory_mb: int = MAX_MEMORY_MB
+    concurrent: int = DEFAULT_CONCURRENT
+    per_minute: int = DEFAULT_PER_MINUTE
+    rate_window_s: float = 60.0
+    # The interpreter running owtrain starts the containers: no reliance on PATH or an active venv.
+    action_argv: tuple[str, ...] = (sys.executable, "-m", "owtrain.cli", "action", "serve", "--port", "{port}")
+    start_timeout_s: float = 60.0
+    payload_limit: int = 1024 * 1024
+    log_limit: int = 10 * 1024 * 1024
+    apihost: str = "http://127.0.0.1"
+    namespace: str = "guest"
+
+    def __post_init__(self) -> None:
+        if not MIN_TIMEOUT_MS <= self.timeout_ms <= MAX_TIMEOUT_MS:
+            raise ConfigError(f"timeout {self.timeout_ms} ms outside {MIN_TIMEOUT_MS}..{MAX_TIMEOUT_MS} ms")
+        if self.memory_mb < 16:
+            raise ConfigError(f"memory limit {self.memory_mb} MB is too small to start a container")
+        if self.concurrent < 1 or self.per_minute < 1:
+            raise ConfigError("concurrent and per-minute limits must be at least 1")
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    """One training job's fan-out: which action, how wide, how often, when to stop."""
+
+    job: str
+    ps_url: str
+    secret: str
+    action: str = DEFAULT_ACTION
+    workers: int = 4
+    epochs: int = 1
+    target_accuracy: float | None = None
+    concurrent: int = DEFAULT_CONCURRENT
+    per_minute: int = DEFAULT_PER_MINUTE
+    rate_window_s: float = 60.0
+    max_retries: int = 3
+    token_ttl_s: float = 24 * 3600.0
+    poll_interval_s: float = 0.2
+    accuracy_interval_s: float = 5.0
+    action_params: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.epochs < 1:
+            raise ConfigError("--workers and --epochs must be at least 1")
+        if self.target_accuracy is not None and not 0.0 < self.target_accuracy <= 1.0:
+            raise ConfigError("--target-accuracy must be in (0, 1]")
+
+    def __repr__(self) -> str:
+        return f"DriverConfig(job={self.job!r}, ps_url={self.ps_url!r}, action={self.action!r}, workers={self.workers})"
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """The event bridge: webhook token, which keys are shards, optional bucket poller."""
+
+    token: str
+    key_pattern: str = r".*\.tar\.gz$"
+    poll_interval_s: float = 0.0  # 0 = no poller (webhook only)
+    rescan_every: int = 10
+    presign_seconds: int = 3600
+    dispatch: str = "invoke"  # or "trigger" (can lose events, see docs/invocation.md)
+    trigger: str = "shard-uploaded"
+
+    def __post_init__(self) -> None:
+        if self.dispatch not in {"invoke", "trigger"}:
+            raise ConfigError(f"dispatch must be 'invoke' or 'trigger', not {self.dispatch!r}")
+
+    def __repr__(self) -> str:
+        return f"BridgeConfig(key_pattern={self.key_pattern!r}, dispatch={self.dispatch!r})"
+

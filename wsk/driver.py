@@ -1,0 +1,196 @@
+"""The fan-out driver: one chain of activations per shard, continued with each returned cursor.
+
+Read top to bottom, one `step` is: collect the activations that ended (advance their chain's
+cursor, or schedule a bounded retry of a transient failure), then start new ones while the job's
+width (`workers`), the namespace quota (concurrency and invocations per window) and any 429
+back-off allow, then look at the model's accuracy now and then. Every decision is committed to the
+state file (`wsk.state`) before the next, which is what lets a killed driver resume exactly.
+
+The driver does not know which `Invoker` it drives; the event bridge runs the same driver with
+chains added as shards are uploaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from owtrain.errors import BadRequest, ObjectMissing, OwtrainError, PayloadTooLarge, Throttled
+from owtrain.retry import RetryPolicy, backoff_delay
+from wsk.config import DriverConfig
+from wsk.invoker.base import Activation, Invoker
+from wsk.ratelimit import RateLimiter
+from wsk.state import DriverState, Shard, Summary
+
+log = logging.getLogger(__name__)
+
+# Failures worth retrying with the same cursor: the platform's, or the action's crash / time-out /
+# out-of-memory (developer errors), and application errors that name a passing condition.
+TRANSIENT_STATUSES = ("whisk internal error", "action developer error")
+TRANSIENT_ERRORS = ("ServerUnavailable", "StoreUnreachable", "Throttled", "ConnectionError", "Timeout")
+RETRY_POLICY = RetryPolicy(base=1.0, cap=30.0)
+STALLED = ("the activation trained no sample before its deadline; give the action more time "
+           "(wsk action update --timeout, or a larger time_budget_s)")
+
+# (shard) -> (url, sha256): fills in a shard known only by its key (the bridge presigns at launch).
+Resolver = Callable[[Shard], tuple[str, str]]
+Progress = Callable[[Summary, float | None], None]
+
+
+def is_transient(activation: Activation) -> bool:
+    """Whether a failed activation is worth retrying from the same cursor (see the tuples above)."""
+    if activation.status in TRANSIENT_STATUSES:
+        return True
+    return any(name in (activation.error or "") for name in TRANSIENT_ERRORS)
+
+
+class Driver:
+    """Runs the chains recorded in `state` through `invoker` under `config`'s limits."""
+
+    def __init__(self, invoker: Invoker, state: DriverState, config: DriverConfig,
+                 resolver: Resolver | None = None, progress: Progress | None = None,
+                 accuracy: Callable[[], float | None] | None = None) -> None:
+        self.invoker = invoker
+        self.state = state
+        self.config = config
+        self.resolver = resolver
+        self.progress = progress
+        self.accuracy_fn = accuracy
+        self.limiter = RateLimiter(config.per_minute, config.rate_window_s)
+        self.throttled_until = 0.0
+        self.throttles = 0
+        self.accuracy: float | None = None
+        self.target_reached = False
+        self._next_accuracy = 0.0
+        self._tokens: dict[str, str] = {}
+        state.bind_job({"job": config.job, "action": config.action, "epochs": config.epochs,
+                        "ps_url": config.ps_url})
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> Summary:
+        """Step until every chain is final (or `stop` is set); returns the final summary."""
+        while not stop.is_set():
+            running = self.step()
+            if running == 0 and not self.state.shards("pending"):
+                break
+            stop.wait(self.config.poll_interval_s)
+        return self.state.summary(self.config.epochs)
+
+    def step(self) -> int:
+        """Collect, check accuracy, launch; returns how many activations are in flight."""
+        running = self.state.shards("running")
+        for shard in running:
+            self._collect(shard)
+        self._check_accuracy()
+        if self.target_reached:
+            self.state.stop_pending()
+        else:
+            self._launch()
+        if self.progress:
+            self.progress(self.state.summary(self.config.epochs), self.accuracy)
+        return len(self.state.shards("running"))
+
+    # -- collecting -----------------------------------------------------------------------------
+
+    def _collect(self, shard: Shard) -> None:
+        assert shard.activation_id is not None
+        try:
+            activation = self.invoker.get(shard.activation_id)
+        except ObjectMissing as exc:  # the invoker forgot it (e.g. a deleted local record)
+            self._failed(shard, "whisk internal error", str(exc), transient=True)
+            return
+        except OwtrainError as exc:
+            log.warning("cannot read activation %s yet: %s", shard.activation_id, exc)
+            return
+        if activation is None:
+            return
+        if activation.success and isinstance(activation.result, dict):
+            result = activation.result
+            cursor = result.get("next")
+            done = bool(result.get("done")) or cursor is None
+            epoch = int(cursor.get("epoch", 0)) if isinstance(cursor, dict) else self.config.epochs
+            if not done and int(result.get("samples", 0)) == 0 and cursor == shard.cursor:
+                # No progress: re-invoking with the same cursor would loop forever; give it the
+                # bounded retries of a transient failure, then fail the chain with what to do.
+                self._failed(shard, "application error", STALLED, transient=True)
+                return
+            self.state.advanced(shard, activation.status, int(result.get("samples", 0)), cursor, epoch, done)
+            log.info("shard %s: activation %s trained %s samples (epoch %d%s)", shard.key,
+                     activation.activation_id, result.get("samples"), epoch, ", done" if done else "")
+        else:
+            self._failed(shard, activation.status, activation.error or "no result", is_transient(activation))
+
+    def _failed(self, shard: Shard, status: str, error: str, transient: bool) -> None:
+        retry = transient and shard.attempts < self.config.max_retries
+        retry_at = time.time() + backoff_delay(shard.attempts, RETRY_POLICY) if retry else None
+        self.state.failed(shard, status, error, retry_at)
+        log.warning("shard %s: activation %s %s: %s%s", shard.key, shard.activation_id, status, error,
+                    f" (retry {shard.attempts + 1}/{self.config.max_retries})" if retry else " (giving up)")
+
+    # -- launching ------------------------------------------------------------------------------
+
+    def _launch(self) -> None:
+        width = min(self.config.workers, self.config.concurrent)
+        free = width - len(self.state.shards("running"))
+        if free <= 0 or time.monotonic() < self.throttled_until:
+            return
+        for shard in self.state.runnable(free):
+            if not self.limiter.try_acquire():
+                return
+            try:
+                params = self._params(shard)
+                activation_id = self.invoker.invoke(self.config.action, params)
+            except Throttled as exc:
+                # Nothing was started: keep the chain pending and pause launches for a while.
+                self.throttles += 1
+                self.throttled_until = time.monotonic() + max(exc.retry_after, 0.1)
+                log.info("throttled (%s); pausing launches for %.1fs", exc, exc.retry_after)
+                return
+            except (BadRequest, ObjectMissing, PayloadTooLarge) as exc:  # retrying cannot help
+                self._failed(shard, "whisk internal error", f"{type(exc).__name__}: {exc}", transient=False)
+                continue
+            except OwtrainError as exc:
+                self._failed(shard, "whisk internal error", f"{type(exc).__name__}: {exc}", transient=True)
+                continue
+            self.state.started(shard, activation_id)
+
+    def _params(self, shard: Shard) -> dict[str, Any]:
+        """The action's parameters (Contract 3) for the next activation of `shard`'s chain."""
+        url, sha256 = shard.url, shard.sha256
+        if self.resolver is not None:
+            url, sha256 = self.resolver(shard)
+            self.state.resolved(shard.key, url, sha256)
+        params: dict[str, Any] = dict(self.config.action_params)
+        params.update(dataset_url=url, dataset_sha256=sha256, apihost=self.config.ps_url,
+                      ps_token=self._token(shard.worker), job=self.config.job, worker=shard.worker,
+                      epoch_n=self.config.epochs)
+        if shard.cursor is not None:
+            params["cursor"] = shard.cursor
+        return params
+
+    def _token(self, worker: str) -> str:
+        if worker not in self._tokens:
+            from param_server.auth import mint_token
+
+            self._tokens[worker] = mint_token(self.config.secret, self.config.job, worker, self.config.token_ttl_s)
+        return self._tokens[worker]
+
+    # -- accuracy -------------------------------------------------------------------------------
+
+    def _check_accuracy(self) -> None:
+        if self.accuracy_fn is None or time.monotonic() < self._next_accuracy:
+            return
+        self._next_accuracy = time.monotonic() + self.config.accuracy_interval_s
+        try:
+            self.accuracy = self.accuracy_fn()
+        except OwtrainError as exc:
+            log.warning("cannot read the model's accuracy: %s", exc)
+            return
+        target = self.config.target_accuracy
+        if target is not None and self.accuracy is not None and self.accuracy >= target and not self.target_reached:
+            log.info("accuracy %.4f reached the target %.4f: no new activations", self.accuracy, target)
+            self.target_reached = True

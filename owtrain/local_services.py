@@ -215,7 +215,7 @@ def _invoker(cfg: LocalConfig) -> Any:
     if cfg.openwhisk:
         return make_invoker("openwhisk", InvokerSettings(wsk=load_wsk_config(os.environ)), os.environ)
     local = LocalInvokerConfig(db_path=cfg.run_dir / "activations.db", timeout_ms=cfg.action_timeout_ms,
-                               action_argv=(sys.executable, "-m", "owtrain.cli", "action", "serve", "--port", "{port}"))
+                               prewarm=cfg.workers, action_argv=(sys.executable, "-m", "owtrain.cli", "action", "serve", "--port", "{port}"))
     return make_invoker("local", InvokerSettings(local=local), {**os.environ, "OMP_NUM_THREADS": "1"})
 
 

@@ -47,6 +47,9 @@ def add_invoker_options(parser: argparse.ArgumentParser) -> None:
                    help=f"local invoker: action time limit, {c.MIN_TIMEOUT_MS}..{c.MAX_TIMEOUT_MS} ms (default 60000)")
     g.add_argument("--memory-mb", type=int, default=c.MAX_MEMORY_MB,
                    help="local invoker: memory limit per container in MB (default 512)")
+    g.add_argument("--prewarm", type=int, default=0,
+                   help="local invoker: containers to start before the first activation, like OpenWhisk's stem "
+                        "cells (default 0; `owtrain local` pre-warms one per worker)")
     g.add_argument("--action-command", default=None,
                    help="local invoker: command that starts one container, '{port}' is replaced "
                         "(default: this Python running 'owtrain.cli action serve --port {port}')")
@@ -73,7 +76,7 @@ def make_invoker_from_args(args: argparse.Namespace, concurrent: int, per_minute
     argv = tuple(args.action_command.split()) if args.action_command else c.LocalInvokerConfig.action_argv
     local = c.LocalInvokerConfig(db_path=activations_db(args), timeout_ms=args.timeout_ms, memory_mb=args.memory_mb,
                                  concurrent=concurrent, per_minute=per_minute, rate_window_s=window_s,
-                                 action_argv=argv)
+                                 action_argv=argv, prewarm=args.prewarm)
     return make_invoker("local", InvokerSettings(local=local), os.environ)
 
 

@@ -137,8 +137,12 @@ class LocalInvokerConfig:
     log_limit: int = 10 * 1024 * 1024
     apihost: str = "http://127.0.0.1"
     namespace: str = "guest"
+    # Containers started ahead of the first activations (OpenWhisk's stem cells), up to `concurrent`.
+    prewarm: int = 0
 
     def __post_init__(self) -> None:
+        if self.prewarm < 0:
+            raise ConfigError(f"prewarm must be 0 or more, got {self.prewarm}")
         if not MIN_TIMEOUT_MS <= self.timeout_ms <= MAX_TIMEOUT_MS:
             raise ConfigError(f"timeout {self.timeout_ms} ms outside {MIN_TIMEOUT_MS}..{MAX_TIMEOUT_MS} ms")
         if self.memory_mb < 16:

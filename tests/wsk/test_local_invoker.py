@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,37 @@ def test_unknown_id_and_orphans_of_a_dead_invoker(tmp_path, local_invoker):
     with pytest.raises(ObjectMissing):
         invoker.get("0" * 32)
     assert os.path.exists(db)
+
+
+def _action_server_children() -> set[int]:
+    """Pids of this process's children that run `owtrain action serve` (the local containers)."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"action serve" in cmd:
+            pids.add(int(entry))
+    return pids
+
+
+def test_prewarmed_stem_cells_serve_the_first_activations(local_invoker):
+    before = _action_server_children()
+    invoker = local_invoker(ENTRY, prewarm=2)
+    deadline = time.monotonic() + 60
+    while len(stem_cells := _action_server_children() - before) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(stem_cells) == 2, "two containers must start before any invocation"
+    ids = [invoker.invoke("a", {"do": "sleep", "s": 0.5}) for _ in range(2)]
+    done = [invoker.wait(i, 60) for i in ids]
+    assert all(a.success for a in done)
+    assert {a.result["pid"] for a in done} == stem_cells, "the activations must run in the stem cells"
+    assert all("initTime" in a.annotations for a in done), "a stem cell is initialised on its first activation"
+    assert _action_server_children() - before == stem_cells, "no container was started cold"
+    again = invoker.wait(invoker.invoke("a", {}), 60)
+    assert again.result["pid"] in stem_cells and "initTime" not in again.annotations

@@ -6,6 +6,10 @@ payload limit (→ `PayloadTooLarge`, like a 413), one `/init` per container and
 success or application error, the container destroyed after a developer error, the action timeout
 (the process is killed at the deadline) and the memory limit (killed when its RSS exceeds it), and
 logs split at the sentinel. Records live in SQLite (`wsk.activations`).
+
+Like OpenWhisk's invoker with its "stem cell" containers, it can keep `prewarm` containers
+started but not yet initialised: the first activations then skip the process start and the
+import of torch and pay only for `/init`.
 """
 
 from __future__ import annotations
@@ -47,8 +51,12 @@ class LocalInvoker(Invoker):
         self._lock = threading.Lock()
         self._inflight = 0
         self._idle: dict[str, list[Container]] = {}
+        self._stem_cells: list[Container] = []  # started, not yet initialised for any action
         self._busy: set[Container] = set()
         self._workers: list[threading.Thread] = []
+        with self._lock:
+            for _ in range(min(config.prewarm, config.concurrent)):
+                self._add_worker(prewarm=True)
 
     # -- the Invoker interface ------------------------------------------------------------------
 
@@ -65,10 +73,7 @@ class LocalInvoker(Invoker):
                                 retry_after=self.limiter.wait_time())
             self._inflight += 1
             if len(self._workers) < min(self._inflight, self.config.concurrent):
-                worker = threading.Thread(target=self._work, name=f"local-invoker-{len(self._workers)}",
-                                          daemon=True)
-                self._workers.append(worker)
-                worker.start()
+                self._add_worker(prewarm=False)
         activation_id = uuid.uuid4().hex
         self.store.create(activation_id, action)
         self._queue.put((activation_id, action, params))
@@ -89,17 +94,27 @@ class LocalInvoker(Invoker):
             worker.join(timeout=self.config.timeout_ms / 1000 + 10)
         self._workers = []
         with self._lock:
-            containers = [c for pool in self._idle.values() for c in pool] + list(self._busy)
+            containers = [c for pool in self._idle.values() for c in pool] + self._stem_cells + list(self._busy)
             self._idle.clear()
+            self._stem_cells.clear()
         for container in containers:
             container.kill()
         self.store.close()
 
     # -- one worker thread per concurrent activation -------------------------------------------
 
-    def _work(self) -> None:
+    def _add_worker(self, prewarm: bool) -> None:
+        """Start one worker thread (the caller holds the lock)."""
+        worker = threading.Thread(target=self._work, args=(prewarm,), name=f"local-invoker-{len(self._workers)}",
+                                  daemon=True)
+        self._workers.append(worker)
+        worker.start()
+
+    def _work(self, prewarm: bool) -> None:
         # Containers are started from these long-lived threads: PR_SET_PDEATHSIG ties each
         # container's life to the thread that forked it, i.e. to this invoker.
+        if prewarm:
+            self._start_stem_cell()
         while (item := self._queue.get()) is not None:
             activation_id, action, params = item
             try:
@@ -112,6 +127,18 @@ class LocalInvoker(Invoker):
                 with self._lock:
                     self._inflight -= 1
 
+    def _start_stem_cell(self) -> None:
+        try:
+            container = self._start_container()
+        except (OSError, RuntimeError) as exc:
+            log.warning("cannot pre-warm a container (activations will start their own): %s", exc)
+            return
+        with self._lock:
+            self._stem_cells.append(container)
+
+    def _start_container(self) -> Container:
+        return Container(self.config.action_argv, self.env, self.config.start_timeout_s, self.config.log_limit)
+
     def _activate(self, activation_id: str, action: str, params: Any) -> Activation:
         start = now_ms()
         timeout_ms = self.config.timeout_ms
@@ -122,23 +149,25 @@ class LocalInvoker(Invoker):
                                        "limits": {"timeout": timeout_ms, "memory": self.config.memory_mb,
                                                   "logs": self.config.log_limit // (1024 * 1024), "concurrency": 1}}
         container = self._take(action)
-        if container is None:
+        if container is None or not container.initialized:  # a cold start, or a stem cell's first use
             t0 = time.monotonic()
-            try:
-                container = Container(self.config.action_argv, self.env, self.config.start_timeout_s,
-                                      self.config.log_limit)
-            except (OSError, RuntimeError) as exc:
-                log.error("cannot start a container for %s: %s", action, exc)
-                return self._record(activation_id, action, start, p.WHISK_ERROR,
-                                    {"error": "Failed to provision resources to run the action."}, [], annotations)
-            with self._lock:
-                self._busy.add(container)
+            if container is None:
+                try:
+                    container = self._start_container()
+                except (OSError, RuntimeError) as exc:
+                    log.error("cannot start a container for %s: %s", action, exc)
+                    return self._record(activation_id, action, start, p.WHISK_ERROR,
+                                        {"error": "Failed to provision resources to run the action."}, [],
+                                        annotations)
+                with self._lock:
+                    self._busy.add(container)
             env = p.context_env(self.config.namespace, action, activation_id, deadline_ms)
             reply = container.call("/init", p.init_body(action, env), deadline, memory)
             annotations["initTime"] = int((time.monotonic() - t0) * 1000)
             failure = self._killed(reply, timeout_ms, init=True) or p.classify_init(reply.status_code, reply.body)
             if failure is not None:
                 return self._finish_failed(container, activation_id, action, start, failure, annotations)
+            container.initialized = True
         body = p.run_body(params, self.config.namespace, action, activation_id, deadline_ms)
         reply = container.call("/run", body, deadline, memory)
         if reply.killed:
@@ -175,13 +204,14 @@ class LocalInvoker(Invoker):
         return self._record(activation_id, action, start, failure[0], failure[1], logs, annotations)
 
     def _take(self, action: str) -> Container | None:
+        """A warm container of `action`, else a stem cell (still to be initialised), else None."""
         with self._lock:
-            pool = self._idle.get(action, [])
-            while pool:
-                container = pool.pop()
-                if container.alive:
-                    self._busy.add(container)
-                    return container
+            for pool in (self._idle.get(action, []), self._stem_cells):
+                while pool:
+                    container = pool.pop()
+                    if container.alive:
+                        self._busy.add(container)
+                        return container
         return None
 
     def _give_back(self, action: str, container: Container) -> None:

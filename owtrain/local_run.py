@@ -1,9 +1,9 @@
 """`owtrain local`: the whole pipeline on one machine, read top to bottom.
 
-fetch → pack (train shards + a test shard) → S3 (embedded moto, or `--s3-endpoint`) → upload →
-parameter server process (evaluates on the test shard) → event bridge in poller mode (moto sends
-no bucket notifications): each uploaded shard it finds starts a chain of activations through the
-driver and the invoker → watch until the target accuracy or the epoch limit → final model and
+invoker (it pre-warms one container per worker meanwhile) → fetch → pack (train shards + a test
+shard) → S3 (embedded moto, or `--s3-endpoint`) → upload → parameter server process (evaluates on
+the test shard) → event bridge in poller mode (moto sends no bucket notifications): each uploaded
+shard it finds starts a chain of activations through the driver and the invoker → watch until the target accuracy or the epoch limit → final model and
 report. The upload comes before the bridge so that a resumed run's embedded store (fresh and
 empty) holds the shards again before the driver presigns their URLs.
 
@@ -33,7 +33,7 @@ from dataset_packer.config import StoreConfig, default_data_dir
 from owtrain.errors import ConfigError, OwtrainError
 from owtrain.local_config import LocalConfig
 from owtrain.local_progress import EpochBars
-from owtrain.local_services import LocalBridge, free_port, start_bridge, start_ps
+from owtrain.local_services import LocalBridge, free_port, start_bridge, start_invoker, start_ps
 from owtrain.ps_client import PSClient
 from owtrain.report import Point, RunRecord, eval_point, train_points, write_report
 
@@ -68,14 +68,15 @@ def run_local(cfg: LocalConfig) -> Outcome:
     cfg.save()
     secret_file = _job_secret(cfg.run_dir)
     secret = secret_file.read_text().strip()
-    shards_dir, samples_per_epoch = prepare_shards(cfg)                            # fetch + pack
     interrupted = False
     with ExitStack() as stack:
+        invoker = stack.enter_context(start_invoker(cfg))                           # pre-warms containers
+        shards_dir, samples_per_epoch = prepare_shards(cfg)                         # fetch + pack
         store = stack.enter_context(object_store(cfg))                              # S3
         upload(store, shards_dir, cfg)                                              # shards into the bucket
         ps = stack.enter_context(start_ps(cfg, secret_file, shards_dir))            # parameter server
         print(f"dashboard: {ps.url}/dashboard", flush=True)
-        bridge = stack.enter_context(start_bridge(cfg, secret, ps.url, store))      # poller → driver → actions
+        bridge = stack.enter_context(start_bridge(cfg, secret, ps.url, store, invoker))  # → driver
         admin = PSClient(ps.url, ps.admin_token)
         bars = EpochBars(samples_per_epoch, cfg.max_epochs, bridge.samples_before, cfg.progress)
         evals: list[Point] = []

@@ -177,8 +177,9 @@ class LocalBridge:
 
 
 @contextmanager
-def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store_cfg: StoreConfig) -> Iterator[LocalBridge]:
-    """The bridge in poller mode, its driver (state in the run folder) and the invoker."""
+def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store_cfg: StoreConfig,
+                 invoker: Any) -> Iterator[LocalBridge]:
+    """The bridge in poller mode and its driver (state in the run folder), dispatching to `invoker`."""
     from dataset_packer.stores.s3 import S3Store
     from wsk.bridge import Bridge
     from wsk.cli import accuracy_reader
@@ -190,7 +191,6 @@ def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store_cfg: StoreCon
     store = S3Store(store_cfg)  # the bridge's lister and resolver speak S3 (ListObjectsV2, presign)
     store.ensure_bucket()
     state = DriverState(cfg.run_dir / "driver.db")
-    invoker = _invoker(cfg)
     driver_cfg = DriverConfig(job=cfg.job, ps_url=ps_url, secret=secret, action=cfg.action, workers=cfg.workers,
                               epochs=cfg.max_epochs, target_accuracy=cfg.target_accuracy,
                               accuracy_interval_s=1.0, token_ttl_s=TOKEN_TTL_S, action_params=_action_params(cfg))
@@ -207,16 +207,27 @@ def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store_cfg: StoreCon
         state.close()
 
 
-def _invoker(cfg: LocalConfig) -> Any:
-    """OpenWhisk (credentials from ~/.wskprops or WSK_* variables) or local action processes."""
+@contextmanager
+def start_invoker(cfg: LocalConfig) -> Iterator[Any]:
+    """OpenWhisk (credentials from ~/.wskprops or WSK_* variables) or local action processes.
+
+    The local invoker pre-warms one container per worker as soon as it exists, so starting it
+    before the data is packed and uploaded hides the containers' start-up (torch's import) behind
+    that work.
+    """
     from wsk.config import LocalInvokerConfig, load_wsk_config
     from wsk.invoker import InvokerSettings, make_invoker
 
     if cfg.openwhisk:
-        return make_invoker("openwhisk", InvokerSettings(wsk=load_wsk_config(os.environ)), os.environ)
-    local = LocalInvokerConfig(db_path=cfg.run_dir / "activations.db", timeout_ms=cfg.action_timeout_ms,
-                               prewarm=cfg.workers, action_argv=(sys.executable, "-m", "owtrain.cli", "action", "serve", "--port", "{port}"))
-    return make_invoker("local", InvokerSettings(local=local), {**os.environ, "OMP_NUM_THREADS": "1"})
+        invoker = make_invoker("openwhisk", InvokerSettings(wsk=load_wsk_config(os.environ)), os.environ)
+    else:
+        local = LocalInvokerConfig(db_path=cfg.run_dir / "activations.db", timeout_ms=cfg.action_timeout_ms,
+                                   prewarm=cfg.workers)
+        invoker = make_invoker("local", InvokerSettings(local=local), {**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        yield invoker
+    finally:
+        invoker.close()
 
 
 def _action_params(cfg: LocalConfig) -> tuple[tuple[str, object], ...]:

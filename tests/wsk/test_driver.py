@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import wsk.driver as d
 from owtrain.retry import RetryPolicy
 from param_server.auth import verify_token
 from tests.fixtures.common import PYTHON, ROOT, ServiceProcess
@@ -73,7 +74,7 @@ def test_quota_concurrency_rate_and_429_backoff(fake_controller, tmp_path):
     assert sent_chains(fake_controller) == {w: expected_chain(1) for w in ("w1", "w2", "w3", "w4")}
 
 
-def test_transient_failures_retry_the_same_cursor_a_bounded_number_of_times(fake_controller, tmp_path):
+def test_transient_failures_retry_the_same_cursor_a_bounded_number_of_times(fake_controller, tmp_path, monkeypatch):
     calls: dict[str, int] = {}
 
     def flaky(params):
@@ -90,9 +91,7 @@ def test_transient_failures_retry_the_same_cursor_a_bounded_number_of_times(fake
     fake_controller.impl = flaky
     driver = make_driver(fake_controller, tmp_path, n=3, max_retries=2)
     driver.state.conn.execute("UPDATE shards SET not_before=0")
-    import wsk.driver as d
-
-    d.RETRY_POLICY = RetryPolicy(base=0.01, cap=0.02)
+    monkeypatch.setattr(d, "RETRY_POLICY", RetryPolicy(base=0.01, cap=0.02))
     summary = driver.run(threading.Event())
     chains = sent_chains(fake_controller)
     expected = expected_chain(1)
@@ -102,6 +101,31 @@ def test_transient_failures_retry_the_same_cursor_a_bounded_number_of_times(fake
     assert (summary.done, summary.failed) == (1, 2)
     failed = {s.key: s.error for s in driver.state.shards("failed")}
     assert any("ShardCorrupt" in e for e in failed.values()) and any("invoker down" in e for e in failed.values())
+
+
+def test_a_chain_that_makes_no_progress_is_retried_then_failed(fake_controller, tmp_path, monkeypatch):
+    calls: dict[str, int] = {}
+
+    def stalling(params):
+        worker = params["worker"]
+        calls[worker] = calls.get(worker, 0) + 1
+        # w1 never gets past its second cursor; w2 stalls once there, then goes on
+        if params.get("cursor") and (worker == "w1" or (worker == "w2" and calls[worker] == 2)):
+            return "success", {"samples": 0, "steps": 0, "avg_loss": None, "version": 1, "done": False,
+                               "next": params["cursor"], "worker": worker, "epoch": 0}
+        return fake_train(params, delay=0)
+
+    fake_controller.impl = stalling
+    driver = make_driver(fake_controller, tmp_path, n=2, max_retries=2)
+    monkeypatch.setattr(d, "RETRY_POLICY", RetryPolicy(base=0.01, cap=0.02))
+    summary = driver.run(threading.Event())
+    chains = sent_chains(fake_controller)
+    expected = expected_chain(1)
+    assert chains["w1"] == expected[:2] + [expected[1]] * 2  # the stalled cursor: first try + 2 retries
+    assert chains["w2"] == expected[:2] + expected[1:]  # one stall, retried, then the chain goes on
+    assert (summary.done, summary.failed) == (1, 1)
+    [failed] = driver.state.shards("failed")
+    assert failed.error == d.STALLED and "more time" in failed.error
 
 
 def test_target_accuracy_stops_new_activations(fake_controller, tmp_path):

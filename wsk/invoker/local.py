@@ -54,6 +54,7 @@ class LocalInvoker(Invoker):
         self._stem_cells: list[Container] = []  # started, not yet initialised for any action
         self._busy: set[Container] = set()
         self._workers: list[threading.Thread] = []
+        self._closed = False
         with self._lock:
             for _ in range(min(config.prewarm, config.concurrent)):
                 self._add_worker(prewarm=True)
@@ -87,7 +88,10 @@ class LocalInvoker(Invoker):
         return self.store.list(**filters)
 
     def close(self) -> None:
-        """Stop the workers after the running activations and kill every container."""
+        """Stop the workers after the running activations and kill every container (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         for _ in self._workers:
             self._queue.put(None)
         for worker in self._workers:

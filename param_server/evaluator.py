@@ -45,7 +45,11 @@ class Evaluator:
 
     def __init__(self, model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], latest: Callable[[], Snapshot],
                  telemetry: Telemetry, every: int, interval_s: float, batch: int) -> None:
-        self.model, self.data, self.latest, self.telemetry = model, data, latest, telemetry
+        # channels-last convolutions run a LeNet5 pass over 10,000 images in ~0.6 s instead of ~1.0 s
+        # on one CPU thread (no effect on models without 4-D weights); loading a snapshot with
+        # `load_state_dict` copies into these tensors and keeps their layout.
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.data, self.latest, self.telemetry = data, latest, telemetry
         self.every, self.interval_s, self.batch = every, interval_s, batch
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="evaluator", daemon=True)
@@ -72,8 +76,9 @@ class Evaluator:
             snap = self.latest()
             if not self._due(snap.version, done, last_time):
                 continue
+            started = time.monotonic()  # the interval runs start to start, not from the end of a pass
             self.model.load_state_dict(snap.tensors, strict=False)
             loss, acc = evaluate(self.model, *self.data, self.batch)
             self.telemetry.evaluated(snap.version, loss, acc)
-            done, last_time = snap.version, time.monotonic()
+            done, last_time = snap.version, started
             log.info("version %d: eval loss %.4f accuracy %.4f", snap.version, loss, acc)

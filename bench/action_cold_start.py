@@ -83,8 +83,8 @@ def main() -> None:
     med = statistics.median
     print(machine_note())
     print(f"{args.repeat} cold starts, shard of {args.samples} samples cached on disk, LeNet5, batch 32, 1 thread")
-    print(f"  spawn to listening      {med(spawn):6.2f} s   (python, owtrain CLI, flask, gevent)")
-    print(f"  /init                   {med(init_s):6.2f} s   (imports actions.main: torch)")
+    print(f"  spawn to listening      {med(spawn):6.2f} s   (python, flask, gevent, and the entry's import: torch)")
+    print(f"  /init                   {med(init_s):6.2f} s   (exports env; the entry is already imported)")
     print(f"  cold: spawn->1st push   {med(cold):6.2f} s   (all: {', '.join(f'{c:.2f}' for c in cold)})")
     print(f"  warm: /run->1st push    {med(warm):6.2f} s   (baseline: same server, second activation)")
     print(f"  cold / warm             {med(cold) / med(warm):6.1f}x")

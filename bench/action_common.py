@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,11 +54,12 @@ def start_ps(folder: Path, model: str = "lenet5") -> tuple[ServiceProcess, str]:
     return proc, url
 
 
-def start_action(folder: Path, cache: Path) -> tuple[ServiceProcess, str, float]:
-    """Start `owtrain action serve`; returns (process, url, monotonic time just before the spawn)."""
+def start_action(folder: Path, cache: Path, wrapper: Sequence[str] = ()) -> tuple[ServiceProcess, str, float]:
+    """Start `owtrain action serve` (behind `wrapper`, a command that execs its arguments, if given);
+    returns (process, url, monotonic time just before the spawn)."""
     port = free_port()
     started = time.monotonic()
-    proc = ServiceProcess([str(Path(PYTHON).parent / "owtrain"), "action", "serve", "--port", str(port)],
+    proc = ServiceProcess([*wrapper, str(Path(PYTHON).parent / "owtrain"), "action", "serve", "--port", str(port)],
                           folder / f"action-{port}.log", env={"OWTRAIN_SHARD_CACHE": str(cache)})
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/", timeout=120, proc=proc.proc)

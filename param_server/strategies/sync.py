@@ -1,9 +1,12 @@
-"""Synchronous SGD: average K updates computed on the current version, then take one step.
+"""Synchronous SGD: average the updates of K distinct workers computed on the current version,
+then take one step.
 
 Stragglers are handled two ways, both explicit: an update for an older version (a worker that
 lost the race, i.e. a backup worker when more than K run) is rejected as stale so the worker
 refreshes; and with `timeout=T`, a round that has waited T seconds since its first update is
-applied with whatever arrived, provided at least `min` updates did.
+applied with whatever arrived, provided at least `min` updates did. A worker contributes once
+per round: a second update from it for the same version (it kept training while the round was
+open) is rejected as stale, so it pulls the next version instead of counting twice in the mean.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ class SyncStrategy(Strategy):
             raise StaleUpdate(
                 f"sync round for version {model.version} is open; this update is for "
                 f"{update.base_version}: pull and recompute", model.version)
+        if any(u.worker == update.worker for u in self.pending):
+            raise StaleUpdate(
+                f"worker {update.worker!r} already contributed to the sync round for version {model.version}; "
+                "wait for the round to close (long-poll pull) and push an update computed on the next version",
+                model.version)
         if self.pending and self.pending[0].kind != update.kind:
             raise BadRequest(f"this round aggregates {self.pending[0].kind!r} updates, got {update.kind!r}")
         if not self.pending:

@@ -80,6 +80,20 @@ def test_sync_times_out_with_min_updates_and_rejects_late_ones():
         sync.submit(_update(state, "c", 0, 1.0), state)
 
 
+def test_sync_counts_each_worker_once_per_round():
+    state = _state()
+    sync = SyncStrategy(k=2)
+    assert sync.submit(_update(state, "a", 0, 1.0), state).status == "accepted"
+    with pytest.raises(StaleUpdate, match="already contributed") as info:
+        sync.submit(_update(state, "a", 0, 5.0), state)  # a second push of the same round
+    assert info.value.current_version == 0 and state.version == 0 and len(sync.pending) == 1
+    before = state.snapshot().tensors
+    assert sync.submit(_update(state, "b", 0, 3.0), state).status == "applied"
+    after = state.snapshot().tensors
+    # one SGD step (lr 0.1) on the mean of a's 1.0 and b's 3.0; a's rejected 5.0 is not in it
+    assert all(torch.allclose(after[n], before[n] - 0.1 * 2.0) for n in before)
+
+
 def test_sync_refuses_mixed_kinds_in_one_round():
     state = _state()
     sync = SyncStrategy(k=2)

@@ -7,7 +7,8 @@ the next activation resumes from. A warm container reuses the decoded shard and 
 
 Exactly-once: the cursor only moves past batches whose update the server acknowledged, and the
 push sequence number travels in the cursor, so a push repeated after a failure is recognised as
-a duplicate. An error after progress was made returns that progress in the message.
+a duplicate. An error after progress was made returns that progress in the message. A job the
+server has closed (target reached) ends the activation at its next push, with `closed` set.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataset_packer.download import DEFAULT_POLICY as DOWNLOAD_POLICY
 from dataset_packer.download import fetch_shard
 from dataset_packer.shard import Shard, read_shard
 from owtrain.compression import make_compressor
-from owtrain.errors import BadRequest, OwtrainError, StaleUpdate
+from owtrain.errors import BadRequest, JobClosed, OwtrainError, StaleUpdate
 from owtrain.models import build_model
 from owtrain.ps_client import PSClient
 from owtrain.retry import RetryPolicy
@@ -66,9 +67,12 @@ def main(args: dict) -> dict:
     client = PSClient(cfg.apihost, cfg.ps_token, timeout=timeout, policy=deadline.retry_policy(RetryPolicy()))
     progress = Progress(cfg.worker, cfg.cursor or Cursor(seed=cfg.seed), trace=[] if cfg.trace else None)
     finished = False
+    closed: str | None = None
     try:
         t0 = time.monotonic()
         info = client.register(cfg.worker)
+        if info.get("closed"):
+            raise JobClosed(f"the job takes no more updates ({info['closed']})")
         check_input(info, shard)
         key = (cfg.apihost, cfg.job, cfg.worker, info["model"], info["num_classes"], str(device),
                cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.compression)
@@ -80,6 +84,9 @@ def main(args: dict) -> dict:
         # 3. local steps and pushes until the epochs are done or time runs out
         train(cfg, client, state, shard, device, deadline, progress)
         finished = True
+    except JobClosed as exc:  # the target was reached (or an operator closed the job): a normal end
+        closed = str(exc)
+        log.info("job closed after %d acknowledged pushes: %s", progress.pushes, exc)
     except OwtrainError as exc:
         summary = progress.result(cfg.epochs)
         log.error("activation failed after %d acknowledged pushes: %s", progress.pushes, exc)
@@ -89,7 +96,10 @@ def main(args: dict) -> dict:
         client.close()
         if not finished:
             WORKER.clear()  # the top-k residual and local state may hold unacknowledged work
-    return progress.result(cfg.epochs)
+    result = progress.result(cfg.epochs)
+    if closed is not None:
+        result["closed"] = closed  # `next` resumes after the last acknowledged push
+    return result
 
 
 def train(cfg: ActionConfig, client: PSClient, state: WorkerState, shard: Shard, device: torch.device,

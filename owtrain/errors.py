@@ -52,6 +52,11 @@ class StaleUpdate(OwtrainError):
         self.current_version = current_version
 
 
+class JobClosed(OwtrainError):
+    """The job no longer takes updates (its target was reached or an operator closed it): the
+    worker should stop and return its progress; the update was not applied (HTTP 410)."""
+
+
 class ShardCorrupt(OwtrainError):
     """A shard failed a safety or integrity check; the message names the shard and the reason."""
 

@@ -120,7 +120,14 @@ class WindDown:
 
 def wind_down(cfg: LocalConfig, admin: PSClient, bridge: LocalBridge, ps_url: str, evals: list[Point],
               interrupted: bool) -> WindDown:
-    """Stop the activations, settle on the final model, checkpoint it and read what the report needs."""
+    """Stop the activations, settle on the final model, checkpoint it and read what the report needs.
+
+    A finished job is closed on the server first, so that running activations return at their next
+    push instead of training on until their time budget ends; after Ctrl-C it stays open for
+    `--resume` (a restarted server is open anyway).
+    """
+    if not interrupted:
+        admin.admin("close", {"reason": "owtrain local: the run is over (target reached or epochs done)"})
     bridge.stop(drain=not interrupted)                                      # no more pushes
     final = final_evaluation(admin, wait=not interrupted)
     _note_eval(evals, final)

@@ -16,7 +16,7 @@ import requests
 import torch
 
 from owtrain.codec import CONTENT_TYPE, decode_tensors, encode_tensors
-from owtrain.errors import BadTensor, OwtrainError, ServerUnavailable, StaleUpdate
+from owtrain.errors import BadTensor, JobClosed, OwtrainError, ServerUnavailable, StaleUpdate
 from owtrain.http_errors import status_error
 from owtrain.retry import RetryPolicy, retry_call
 
@@ -92,7 +92,7 @@ class PSClient:
         return self._call("GET", "/status").json()
 
     def admin(self, action: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """`POST /admin/<action>` (checkpoint, rollback, stop); needs the admin token."""
+        """`POST /admin/<action>` (checkpoint, rollback, close, stop); needs the admin token."""
         return self._call("POST", f"/admin/{action}", json=dict(body or {})).json()
 
     def close(self) -> None:
@@ -134,4 +134,6 @@ def _error(resp: requests.Response) -> OwtrainError:
         return BadTensor(body["tensor"], msg)
     if code == 409:
         return StaleUpdate(msg, int(body.get("version", -1)))
+    if code == 410:
+        return JobClosed(msg)
     return status_error(resp, msg) or OwtrainError(f"parameter server error {code}: {msg}")

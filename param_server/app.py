@@ -23,6 +23,7 @@ from owtrain.errors import (
     BadTensor,
     CheckpointCorrupt,
     Forbidden,
+    JobClosed,
     ObjectMissing,
     OwtrainError,
     PayloadTooLarge,
@@ -45,6 +46,7 @@ ERRORS: dict[type[OwtrainError], tuple[int, str]] = {
     Forbidden: (403, "forbidden"),
     ObjectMissing: (404, "not_found"),
     StaleUpdate: (409, "stale"),
+    JobClosed: (410, "closed"),
     PayloadTooLarge: (413, "too_large"),
     Throttled: (429, "throttled"),
     CheckpointCorrupt: (500, "checkpoint_corrupt"),
@@ -149,7 +151,7 @@ def create_app(rt: Runtime) -> Flask:
         tel.touch(worker, registering=True)
         return jsonify({"worker": worker, "version": core.model.version, "model": cfg.model,
                         "num_classes": cfg.num_classes, "input_shape": list(rt.input_shape or []) or None,
-                        "strategy": core.strategy.describe(), "job": cfg.job})
+                        "strategy": core.strategy.describe(), "job": cfg.job, "closed": core.closed})
 
     @app.post("/unregisterWorker")
     def unregister_worker() -> Response:
@@ -167,7 +169,7 @@ def create_app(rt: Runtime) -> Flask:
         open_read()
         body = tel.status()
         body.update({"job": cfg.job, "model": cfg.model, "strategy": core.strategy.describe(),
-                     "kept_versions": core.versions.versions()})
+                     "kept_versions": core.versions.versions(), "closed": core.closed})
         return jsonify(body)
 
     @app.get("/api/history")
@@ -194,6 +196,15 @@ def create_app(rt: Runtime) -> Flask:
             raise BadRequest('body must be {"version": <int>}')
         version = rt.apply(core.rollback, target)
         return jsonify({"version": version, "restored": target})
+
+    @app.post("/admin/close")
+    def admin_close() -> Response:
+        claims(admin=True)
+        reason = json_body().get("reason", "closed by an operator")
+        if not isinstance(reason, str) or not reason:
+            raise BadRequest('body must be {"reason": "<why the job ends>"} (or empty)')
+        rt.apply(core.close, reason)
+        return jsonify({"version": core.model.version, "closed": reason})
 
     @app.post("/admin/stop")
     def admin_stop() -> Response:

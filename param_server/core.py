@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from owtrain.errors import BadRequest, ObjectMissing
+from owtrain.errors import BadRequest, JobClosed, ObjectMissing
 from param_server import checkpoint
 from param_server.config import PSConfig
 from param_server.ledger import Ledger
@@ -36,6 +36,7 @@ class Core:
         self.last_ckpt_version = -1
         self.last_ckpt_time = time.monotonic()
         self.dirty = False  # something was taken since the last checkpoint (maybe only a pending push)
+        self.closed: str | None = None  # why the job stopped taking updates (not checkpointed)
         self._published(restore=True)
 
     def push(self, update: Update) -> dict[str, Any]:
@@ -43,6 +44,9 @@ class Core:
         before = self.model.version
         if self.ledger.seen(update.worker, update.seq) is not None:
             return {"status": "duplicate", "version": before, "staleness": 0, "refresh": False}
+        if self.closed is not None:
+            raise JobClosed(f"the job takes no more updates ({self.closed}); this update was not applied: "
+                            "stop and return the progress acknowledged so far")
         if update.base_version > before:
             raise BadRequest(f"base_version {update.base_version} is newer than the server's {before}")
         outcome = self.strategy.submit(update, self.model)
@@ -52,6 +56,13 @@ class Core:
             self._published()
         return {"status": outcome.status, "version": self.model.version, "staleness": outcome.staleness,
                 "refresh": outcome.refresh}
+
+    def close(self, reason: str) -> None:
+        """Take no more updates (retries of ones already taken are still acknowledged), so that
+        running activations return at their next push and the model stays as it is now. A server
+        restarted from a checkpoint is open again (`owtrain local --resume` relies on that)."""
+        self.closed = reason
+        log.info("job closed to updates at version %d: %s", self.model.version, reason)
 
     def tick(self, now: float) -> bool:
         """Periodic work: strategy time-outs and time-based checkpoints. True if the version moved."""

@@ -64,6 +64,7 @@ class Driver:
         self.throttles = 0
         self.accuracy: float | None = None
         self.target_reached = False
+        self.closed: str | None = None  # why the parameter server closed the job, once an action saw it
         self._next_accuracy = 0.0
         self._tokens: dict[str, str] = {}
         state.bind_job({"job": config.job, "action": config.action, "epochs": config.epochs,
@@ -86,7 +87,7 @@ class Driver:
         for shard in running:
             self._collect(shard)
         self._check_accuracy()
-        if self.target_reached:
+        if self.target_reached or self.closed is not None:
             self.state.stop_pending()
         else:
             self._launch()
@@ -113,6 +114,13 @@ class Driver:
             cursor = result.get("next")
             done = bool(result.get("done")) or cursor is None
             epoch = int(cursor.get("epoch", 0)) if isinstance(cursor, dict) else self.config.epochs
+            if result.get("closed"):
+                # The server takes no more updates: keep what was acknowledged, launch nothing more.
+                self.state.advanced(shard, activation.status, int(result.get("samples", 0)), cursor, epoch, done)
+                if self.closed is None:
+                    log.info("the parameter server closed the job (%s): stopping every chain", result["closed"])
+                self.closed = str(result["closed"])
+                return
             if not done and int(result.get("samples", 0)) == 0 and cursor == shard.cursor:
                 # No progress: re-invoking with the same cursor would loop forever; give it the
                 # bounded retries of a transient failure, then fail the chain with what to do.

@@ -123,6 +123,35 @@ def test_parameter_server_down_ends_with_partial_progress(ps_server, shard, work
     assert result["progress"] == progress
 
 
+def test_a_job_closed_on_the_server_ends_the_activation_at_its_next_push(ps_server, shard, worker):
+    ps = ps_server(model="mlp", strategy="async")
+    params = action_params(ps, shard, batch_sz_train=8, epoch_n=100, time_budget_s=60, trace=True)
+
+    def close_after_some_pushes() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if requests.get(ps.url + "/getVersion", timeout=5).json()["version"] >= 5:
+                ps.client("admin").admin("close", {"reason": "target accuracy reached"})
+                return
+            time.sleep(0.05)
+
+    closer = threading.Thread(target=close_after_some_pushes)
+    closer.start()
+    started = time.monotonic()
+    status, result = worker.run(params)
+    closer.join()
+    assert status == 200 and "error" not in result, result
+    assert time.monotonic() - started < 30, "the activation kept training after the job was closed"
+    assert "target accuracy reached" in result["closed"] and not result["done"]
+    # only acknowledged pushes count: the refused one's batches are trained again by a resumed job
+    version = requests.get(ps.url + "/getVersion", timeout=5).json()["version"]
+    assert result["pushes"] == version >= 5 and result["samples"] == 8 * result["pushes"] == len(result["trace"])
+    assert result["next"]["seq"] == result["pushes"]
+    # a later activation of the closed job returns at once, without training
+    status, again = worker.run({**params, "cursor": result["next"]})
+    assert status == 200 and again["samples"] == 0 and again["next"] == result["next"] and again["closed"]
+
+
 def test_bad_parameters_over_http(worker):
     status, result = worker.run({"apihost": "http://127.0.0.1:1"})
     assert status == 200

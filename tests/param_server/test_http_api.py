@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from owtrain.codec import CONTENT_TYPE, encode_tensors
 from owtrain.compression import make_compressor
-from owtrain.errors import BadTensor, Forbidden, PayloadTooLarge, Unauthorized
+from owtrain.errors import BadTensor, Forbidden, JobClosed, PayloadTooLarge, Unauthorized
 from owtrain.ps_client import PSClient
 from param_server.auth import mint_token, verify_token
 from tests.fixtures.common import PYTHON, ROOT
@@ -127,6 +127,30 @@ def test_pull_not_modified_long_poll_and_duplicates(ps_server):
     assert resp.status_code == 304 and resp.headers["X-Owtrain-Version"] == "2"
     assert requests.get(f"{ps.url}/getParameter?have=x", timeout=10,
                         headers={"Authorization": f"Bearer {ps.token('w')}"}).status_code == 400
+
+
+def test_a_closed_job_refuses_new_updates_and_still_acknowledges_retries(ps_server):
+    ps = ps_server()
+    client, admin = ps.client("w"), ps.client("admin")
+    version, params = client.pull(None)
+    g = grads(lenet(params), *batch(4))
+    assert client.push(g, meta("w", 1, version)).status == "applied"
+    with pytest.raises(Forbidden):
+        client.admin("close", {"reason": "done"})  # a worker token cannot close the job
+    assert requests.post(f"{ps.url}/admin/close", json={"reason": 5}, timeout=10,
+                         headers={"Authorization": f"Bearer {ps.admin_token()}"}).status_code == 400
+    assert admin.admin("close", {"reason": "target reached"}) == {"version": 1, "closed": "target reached"}
+    before = client.pull(None)[1]
+    resp = _push_raw(ps, ps.token("w"), encode_tensors(g, {k: str(v) for k, v in meta("w", 2, 1).items()}))
+    assert resp.status_code == 410 and resp.json()["reason"] == "closed"
+    assert "target reached" in resp.json()["error"] and "not applied" in resp.json()["error"]
+    with pytest.raises(JobClosed):
+        client.push(g, meta("w", 3, 1))
+    assert client.push(g, meta("w", 1, version)).status == "duplicate"  # a retry of a taken push
+    assert client.version() == 1 and max_diff(client.pull(None)[1], before) == 0.0
+    assert client.register("w")["closed"] == "target reached"
+    status = client.status()
+    assert status["closed"] == "target reached" and status["updates"]["rejected"].get("closed") == 2
 
 
 def test_status_history_metrics_and_rollback(ps_server, tmp_path):

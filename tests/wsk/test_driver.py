@@ -128,6 +128,26 @@ def test_a_chain_that_makes_no_progress_is_retried_then_failed(fake_controller, 
     assert failed.error == d.STALLED and "more time" in failed.error
 
 
+def test_a_job_closed_on_the_server_stops_every_chain(fake_controller, tmp_path):
+    calls: dict[str, int] = {}
+
+    def closing(params):
+        worker = params["worker"]
+        calls[worker] = calls.get(worker, 0) + 1
+        if worker == "w1" and calls[worker] == 2:  # the server closed the job during this activation
+            _, result = fake_train(params, delay=0)
+            return "success", {**result, "samples": 0, "next": params["cursor"], "closed": "target reached"}
+        return fake_train(params, delay=0.3)
+
+    fake_controller.impl = closing
+    driver = make_driver(fake_controller, tmp_path, n=3, epochs=3)
+    summary = driver.run(threading.Event())
+    assert driver.closed == "target reached" and summary.done == 0
+    assert {s.status for s in driver.state.shards()} == {"stopped"}
+    assert sent_chains(fake_controller)["w1"] == expected_chain(3)[:2]  # nothing after the closed one
+    assert len(fake_controller.invocations()) <= 7  # the other chains end at their next return
+
+
 def test_target_accuracy_stops_new_activations(fake_controller, tmp_path):
     fake_controller.impl = lambda p: fake_train(p, delay=0.05)
     readings = iter([None, 0.5, 0.95] + [0.95] * 1000)

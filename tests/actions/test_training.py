@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -95,20 +96,26 @@ def test_returns_before_the_deadline_with_a_cursor(ps_server, shard, worker):
     assert second["version"] > result["version"]
 
 
-def test_parameter_server_down_ends_with_partial_progress(ps_server, shard, worker):
-    ps = ps_server(model="mlp", strategy="async")
-    params = action_params(ps, shard, batch_sz_train=8, epoch_n=100, time_budget_s=60)
+def when_version_reaches(ps, version: int, then: Callable[[], object]) -> threading.Thread:
+    """A started thread that calls `then()` once the server's version reaches `version`."""
 
-    def kill_after_some_pushes() -> None:
+    def watch() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if requests.get(ps.url + "/getVersion", timeout=5).json()["version"] >= 5:
-                ps.kill()
+            if requests.get(ps.url + "/getVersion", timeout=5).json()["version"] >= version:
+                then()
                 return
             time.sleep(0.05)
 
-    killer = threading.Thread(target=kill_after_some_pushes)
-    killer.start()
+    thread = threading.Thread(target=watch)
+    thread.start()
+    return thread
+
+
+def test_parameter_server_down_ends_with_partial_progress(ps_server, shard, worker):
+    ps = ps_server(model="mlp", strategy="async")
+    params = action_params(ps, shard, batch_sz_train=8, epoch_n=100, time_budget_s=60)
+    killer = when_version_reaches(ps, 5, ps.kill)
     started = time.monotonic()
     status, result = worker.run(params)
     killer.join()
@@ -126,17 +133,7 @@ def test_parameter_server_down_ends_with_partial_progress(ps_server, shard, work
 def test_a_job_closed_on_the_server_ends_the_activation_at_its_next_push(ps_server, shard, worker):
     ps = ps_server(model="mlp", strategy="async")
     params = action_params(ps, shard, batch_sz_train=8, epoch_n=100, time_budget_s=60, trace=True)
-
-    def close_after_some_pushes() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if requests.get(ps.url + "/getVersion", timeout=5).json()["version"] >= 5:
-                ps.client("admin").admin("close", {"reason": "target accuracy reached"})
-                return
-            time.sleep(0.05)
-
-    closer = threading.Thread(target=close_after_some_pushes)
-    closer.start()
+    closer = when_version_reaches(ps, 5, lambda: ps.client("admin").admin("close", {"reason": "target accuracy reached"}))
     started = time.monotonic()
     status, result = worker.run(params)
     closer.join()

@@ -182,7 +182,7 @@ def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store_cfg: StoreCon
     """The bridge in poller mode and its driver (state in the run folder), dispatching to `invoker`."""
     from dataset_packer.stores.s3 import S3Store
     from wsk.bridge import Bridge
-    from wsk.cli import accuracy_reader
+    from wsk.cli import accuracy_reader, job_closer
     from wsk.config import BridgeConfig, DriverConfig
     from wsk.driver import Driver
     from wsk.sources import bucket_lister, store_resolver
@@ -195,7 +195,7 @@ def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store_cfg: StoreCon
                               epochs=cfg.max_epochs, target_accuracy=cfg.target_accuracy,
                               accuracy_interval_s=1.0, token_ttl_s=TOKEN_TTL_S, action_params=_action_params(cfg))
     driver = Driver(invoker, state, driver_cfg, resolver=store_resolver(store, PRESIGN_SECONDS),
-                    accuracy=accuracy_reader(ps_url))
+                    accuracy=accuracy_reader(ps_url), closer=job_closer(driver_cfg))
     bridge = Bridge(BridgeConfig(token=secret, key_pattern=TRAIN_KEYS, poll_interval_s=POLL_INTERVAL_S),
                     store_cfg.bucket, state, driver, lister=bucket_lister(store, prefix=f"{cfg.job}/"))
     local = LocalBridge(bridge, state, invoker, cfg.workers, drain_s=cfg.action_timeout_ms / 1000 + 10)

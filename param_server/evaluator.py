@@ -48,7 +48,8 @@ class Evaluator:
         # channels-last convolutions run a LeNet5 pass over 10,000 images in ~0.6 s instead of ~1.0 s
         # on one CPU thread (no effect on models without 4-D weights); loading a snapshot with
         # `load_state_dict` copies into these tensors and keeps their layout.
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        # (torch's type stubs omit Module.to's documented memory_format keyword)
+        self.model = model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.data, self.latest, self.telemetry = data, latest, telemetry
         self.every, self.interval_s, self.batch = every, interval_s, batch
         self._stop = threading.Event()

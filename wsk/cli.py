@@ -128,6 +128,24 @@ def driver_config(args: argparse.Namespace) -> c.DriverConfig:
                           max_retries=args.max_retries, action_params=parse_params(args.param))
 
 
+def job_closer(config: c.DriverConfig) -> Callable[[str], None]:
+    """A function that closes the job on its parameter server (`POST /admin/close`), with an admin
+    token minted from the job secret, so that running activations return at their next push."""
+    from owtrain.ps_client import PSClient
+    from owtrain.retry import RetryPolicy
+    from param_server.auth import ADMIN, mint_token
+
+    def close(reason: str) -> None:
+        token = mint_token(config.secret, config.job, ADMIN, 300)
+        client = PSClient(config.ps_url, token, timeout=5, policy=RetryPolicy(attempts=2))
+        try:
+            client.admin("close", {"reason": reason})
+        finally:
+            client.close()
+
+    return close
+
+
 def accuracy_reader(ps_url: str) -> Callable[[], float | None]:
     """A function returning the parameter server's last evaluated accuracy (None before the first)."""
     from owtrain.ps_client import PSClient
@@ -170,7 +188,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         for entry in shards:
             state.add(entry["key"], entry["url"], entry["sha256"])
         accuracy = accuracy_reader(config.ps_url) if config.target_accuracy is not None or bar else None
-        driver = Driver(invoker, state, config, progress=bar.update if bar else None, accuracy=accuracy)
+        driver = Driver(invoker, state, config, progress=bar.update if bar else None, accuracy=accuracy,
+                        closer=job_closer(config))
         summary = driver.run(threading.Event())
     finally:
         if bar:
@@ -315,7 +334,9 @@ def cmd_bridge_serve(args: argparse.Namespace) -> int:
     except (OwtrainError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    driver = Driver(invoker, state, driver_cfg, resolver=store_resolver(store, config.presign_seconds))
+    targeted = driver_cfg.target_accuracy is not None
+    driver = Driver(invoker, state, driver_cfg, resolver=store_resolver(store, config.presign_seconds),
+                    accuracy=accuracy_reader(driver_cfg.ps_url) if targeted else None, closer=job_closer(driver_cfg))
     bridge = Bridge(config, args.bucket, state, driver, bucket_lister(store, args.prefix))
     bridge.start()
     server = NoDelayWSGIServer((args.host, args.port), bridge.app(), log=None, error_log=log)

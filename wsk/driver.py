@@ -52,13 +52,15 @@ class Driver:
 
     def __init__(self, invoker: Invoker, state: DriverState, config: DriverConfig,
                  resolver: Resolver | None = None, progress: Progress | None = None,
-                 accuracy: Callable[[], float | None] | None = None) -> None:
+                 accuracy: Callable[[], float | None] | None = None,
+                 closer: Callable[[str], None] | None = None) -> None:
         self.invoker = invoker
         self.state = state
         self.config = config
         self.resolver = resolver
         self.progress = progress
         self.accuracy_fn = accuracy
+        self.closer = closer  # closes the job on the parameter server once the target is reached
         self.limiter = RateLimiter(config.per_minute, config.rate_window_s)
         self.throttled_until = 0.0
         self.throttles = 0
@@ -202,3 +204,15 @@ class Driver:
         if target is not None and self.accuracy is not None and self.accuracy >= target and not self.target_reached:
             log.info("accuracy %.4f reached the target %.4f: no new activations", self.accuracy, target)
             self.target_reached = True
+            self._close_job(f"target accuracy {target:g} reached: {self.accuracy:.4f}")
+
+    def _close_job(self, reason: str) -> None:
+        """Running activations return at their next push instead of training to their time limit
+        (which OpenWhisk bills); without it they finish on their own, which is only slower."""
+        if self.closer is None:
+            return
+        try:
+            self.closer(reason)
+        except OwtrainError as exc:
+            log.warning("cannot close the job on the parameter server (running activations will train "
+                        "until their time budget ends): %s", exc)

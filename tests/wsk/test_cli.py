@@ -1,4 +1,5 @@
-"""`owtrain activation …` against the (fake) controller, and `owtrain train`'s input errors."""
+"""`owtrain activation …` against the (fake) controller, `owtrain train`'s input errors, and the
+driver's hooks into the real parameter server."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import json
 import os
 import subprocess
 
+import pytest
+
+from owtrain.errors import Unauthorized
 from tests.fixtures.common import PYTHON, ROOT
+from wsk.cli import job_closer
 from wsk.client import OpenWhiskClient
-from wsk.config import WskConfig
+from wsk.config import DriverConfig, WskConfig
 
 
 def owtrain(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -45,3 +50,11 @@ def test_train_rejects_bad_input_with_a_clear_message(tmp_path):
     assert malformed.returncode == 2 and "entry 0 lacks size, sha256, expires, split" in malformed.stderr
     help_text = owtrain("train", "--help").stdout
     assert "--target-accuracy" in help_text and "--per-minute" in help_text
+
+
+def test_job_closer_closes_the_job_with_an_admin_token_minted_from_the_secret(ps_server):
+    ps = ps_server()
+    job_closer(DriverConfig(job=ps.job, ps_url=ps.url, secret=ps.secret))("target accuracy 0.9 reached: 0.9512")
+    assert ps.client("w").status()["closed"] == "target accuracy 0.9 reached: 0.9512"
+    with pytest.raises(Unauthorized):
+        job_closer(DriverConfig(job=ps.job, ps_url=ps.url, secret="not-the-job-secret"))("x")

@@ -23,7 +23,7 @@ from wsk.state import DriverState
 SECRET = "s3cret"
 
 
-def make_driver(ctl, tmp_path, n=3, accuracy=None, **kw) -> Driver:
+def make_driver(ctl, tmp_path, n=3, accuracy=None, closer=None, **kw) -> Driver:
     client = OpenWhiskClient(WskConfig(apihost=ctl.url, auth=ctl.auth), RetryPolicy(attempts=8, base=0.05))
     client.put_action("dist-train", image="owtrain/action:test")
     state = DriverState(tmp_path / "state.db")
@@ -31,7 +31,7 @@ def make_driver(ctl, tmp_path, n=3, accuracy=None, **kw) -> Driver:
         state.add(entry["key"], entry["url"], entry["sha256"])
     kw.setdefault("poll_interval_s", 0.02)
     config = DriverConfig(job="job1", ps_url="http://ps:1", secret=SECRET, **kw)
-    return Driver(OpenWhiskInvoker(client), state, config, accuracy=accuracy)
+    return Driver(OpenWhiskInvoker(client), state, config, accuracy=accuracy, closer=closer)
 
 
 def test_chains_continue_with_the_returned_cursor_until_the_epochs(fake_controller, tmp_path):
@@ -151,9 +151,11 @@ def test_a_job_closed_on_the_server_stops_every_chain(fake_controller, tmp_path)
 def test_target_accuracy_stops_new_activations(fake_controller, tmp_path):
     fake_controller.impl = lambda p: fake_train(p, delay=0.05)
     readings = iter([None, 0.5, 0.95] + [0.95] * 1000)
+    closed: list[str] = []
     driver = make_driver(fake_controller, tmp_path, n=2, epochs=50, target_accuracy=0.9, accuracy_interval_s=0.0,
-                         accuracy=lambda: next(readings))
+                         accuracy=lambda: next(readings), closer=closed.append)
     summary = driver.run(threading.Event())
+    assert closed == ["target accuracy 0.9 reached: 0.9500"]  # once: running activations return early
     assert driver.target_reached and summary.done == 0
     assert len(driver.state.shards("stopped")) == 2
     assert len(fake_controller.invocations()) < 10

@@ -1,11 +1,12 @@
 """`owtrain local`: the whole pipeline on one machine, read top to bottom.
 
 invoker (it pre-warms one container per worker meanwhile) → fetch → pack (train shards + a test
-shard) → S3 (embedded moto, or `--s3-endpoint`) → upload → parameter server process (evaluates on
-the test shard) → event bridge in poller mode (moto sends no bucket notifications): each uploaded
-shard it finds starts a chain of activations through the driver and the invoker → watch until the target accuracy or the epoch limit → final model and
-report. The upload comes before the bridge so that a resumed run's embedded store (fresh and
-empty) holds the shards again before the driver presigns their URLs.
+shard) → parameter server process (evaluates on the test shard; it starts while the next two
+steps run) → S3 (embedded moto, or `--s3-endpoint`) → upload → event bridge in poller mode (moto
+sends no bucket notifications): each uploaded shard it finds starts a chain of activations through
+the driver and the invoker → watch until the target accuracy or the epoch limit → close the job on
+the server → final model and report. The upload comes before the bridge so that a resumed run's
+embedded store (fresh and empty) holds the shards again before the driver presigns their URLs.
 
 Every process it starts runs in its own process group and is stopped here, in reverse order, on
 success, error and Ctrl-C alike. Ctrl-C lets the running activations return, has the parameter
@@ -72,9 +73,10 @@ def run_local(cfg: LocalConfig) -> Outcome:
     with ExitStack() as stack:
         invoker = stack.enter_context(start_invoker(cfg))                           # pre-warms containers
         shards_dir, samples_per_epoch = prepare_shards(cfg)                         # fetch + pack
-        store = stack.enter_context(object_store(cfg))                              # S3
+        ps = stack.enter_context(start_ps(cfg, secret_file, shards_dir))            # parameter server,
+        store = stack.enter_context(object_store(cfg))                              # S3 while it starts
         upload(store, shards_dir, cfg)                                              # shards into the bucket
-        ps = stack.enter_context(start_ps(cfg, secret_file, shards_dir))            # parameter server
+        ps.wait_ready()
         print(f"dashboard: {ps.url}/dashboard", flush=True)
         bridge = stack.enter_context(start_bridge(cfg, secret, ps.url, store, invoker))  # → driver
         admin = PSClient(ps.url, ps.admin_token)

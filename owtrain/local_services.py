@@ -80,15 +80,22 @@ class ServiceProcess:
 
 
 class PSProcess:
-    """The running parameter server: where it listens and the admin token for it."""
+    """The started parameter server: where it listens and the admin token for it."""
 
     def __init__(self, process: ServiceProcess, url: str, admin_token: str) -> None:
         self.process, self.url, self.admin_token = process, url, admin_token
 
+    def wait_ready(self) -> None:
+        """Block until it answers (it imports torch and loads the test shard first)."""
+        _wait_until_up(f"{self.url}/getVersion", self.process)
+
 
 @contextmanager
 def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path) -> Iterator[PSProcess]:
-    """Start `owtrain ps` for the run (evaluating on the test shard, checkpointing into the run folder)."""
+    """Start `owtrain ps` for the run (evaluating on the test shard, checkpointing into the run folder).
+
+    It is not waited for here: the caller does other work while it starts, then `wait_ready()`.
+    """
     from param_server.auth import ADMIN, mint_token
 
     test_shard = next(shards_dir.glob("*-test.tar.gz"))
@@ -103,7 +110,6 @@ def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path) -> Iterator[
     process = ServiceProcess(argv, cfg.run_dir / "logs" / "ps.log", env={"OWTRAIN_PS_THREADS": "1"})
     url = f"http://{cfg.advertise_host}:{cfg.ps_port}"
     try:
-        _wait_until_up(f"{url}/getVersion", process)
         yield PSProcess(process, url, mint_token(_read(secret_file), cfg.job, ADMIN, TOKEN_TTL_S))
     finally:
         process.stop()

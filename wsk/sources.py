@@ -1,7 +1,7 @@
 """Adapters from an object store to what the bridge needs: a bucket lister and a shard resolver.
 
-The lister is ListObjectsV2 with `start-after` (the minio SDK's `list_objects`), so a poller with a
-persisted cursor reads only new keys; the resolver mints a fresh presigned URL at each launch (a
+The lister is the store's `list` with `start_after` (ListObjectsV2 start-after), so a poller with
+a persisted cursor reads only new keys; the resolver mints a fresh presigned URL at each launch (a
 chain may outlive any one URL) and reads the sha256 that `owtrain upload` stored as metadata.
 """
 
@@ -23,11 +23,8 @@ def bucket_lister(store: S3Store, prefix: str = "") -> Lister:
     """Keys under `prefix` after a given key, in key order; S3 errors become StoreUnreachable."""
     def keys(start_after: str) -> Iterator[str]:
         try:
-            objects = store.client.list_objects(store.bucket, prefix=prefix, recursive=True,
-                                                start_after=start_after or None)
-            for obj in objects:
-                if not obj.is_dir and obj.object_name:
-                    yield obj.object_name
+            for obj in store.list(prefix, start_after):
+                yield obj.key
         except S3Error as exc:
             raise StoreUnreachable(f"listing bucket {store.bucket}: {exc.code}: {exc.message}") from exc
 

@@ -40,8 +40,10 @@ class Store(ABC):
         """Upload `path` as `key`, recording `sha256` and `split`; `progress(n)` is called per chunk sent."""
 
     @abstractmethod
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Objects whose key starts with `prefix` (size only; use `stat` for metadata)."""
+    def list(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose key starts with `prefix`, in key order, after the key `start_after` (S3's
+        ListObjectsV2 start-after: a poller with a cursor reads only new keys). Size only; use
+        `stat` for metadata."""
 
     @abstractmethod
     def presign_get(self, key: str, expires: timedelta) -> str:

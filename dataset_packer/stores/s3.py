@@ -89,9 +89,9 @@ class S3Store(Store):
                 self.bucket, key, data, size, content_type="application/gzip",  # type: ignore[arg-type]
                 metadata={META_SHA256: sha256, META_SPLIT: split}))
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        objects = self._call("list_objects", lambda: list(self.client.list_objects(self.bucket, prefix=prefix,
-                                                                                    recursive=True)))
+    def list(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        objects = self._call("list_objects", lambda: list(self.client.list_objects(
+            self.bucket, prefix=prefix, recursive=True, start_after=start_after or None)))
         for obj in objects:
             if not obj.is_dir:
                 yield ObjectInfo(key=obj.object_name, size=int(obj.size or 0))

@@ -119,8 +119,8 @@ class Driver:
             if result.get("closed"):
                 # The server takes no more updates: keep what was acknowledged, launch nothing more.
                 self.state.advanced(shard, activation.status, int(result.get("samples", 0)), cursor, epoch, done)
-                if self.closed is None:
-                    log.info("the parameter server closed the job (%s): stopping every chain", result["closed"])
+                if self.closed is None:  # the reason is in the activation's result
+                    log.info("the parameter server closed the job: stopping every chain")
                 self.closed = str(result["closed"])
                 return
             if not done and int(result.get("samples", 0)) == 0 and cursor == shard.cursor:

@@ -116,14 +116,8 @@ class Driver:
             cursor = result.get("next")
             done = bool(result.get("done")) or cursor is None
             epoch = int(cursor.get("epoch", 0)) if isinstance(cursor, dict) else self.config.epochs
-            if result.get("closed"):
-                # The server takes no more updates: keep what was acknowledged, launch nothing more.
-                self.state.advanced(shard, activation.status, int(result.get("samples", 0)), cursor, epoch, done)
-                if self.closed is None:  # the reason is in the activation's result
-                    log.info("the parameter server closed the job: stopping every chain")
-                self.closed = str(result["closed"])
-                return
-            if not done and int(result.get("samples", 0)) == 0 and cursor == shard.cursor:
+            closed = result.get("closed")  # the server takes no more updates: launch nothing more
+            if not closed and not done and int(result.get("samples", 0)) == 0 and cursor == shard.cursor:
                 # No progress: re-invoking with the same cursor would loop forever; give it the
                 # bounded retries of a transient failure, then fail the chain with what to do.
                 self._failed(shard, "application error", STALLED, transient=True)
@@ -131,6 +125,10 @@ class Driver:
             self.state.advanced(shard, activation.status, int(result.get("samples", 0)), cursor, epoch, done)
             log.info("shard %s: activation %s trained %s samples (epoch %d%s)", shard.key,
                      activation.activation_id, result.get("samples"), epoch, ", done" if done else "")
+            if closed:
+                if self.closed is None:  # the reason is in the activation's result
+                    log.info("the parameter server closed the job: stopping every chain")
+                self.closed = str(closed)
         else:
             self._failed(shard, activation.status, activation.error or "no result", is_transient(activation))
 

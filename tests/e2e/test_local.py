@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from owtrain.models import build_model
-from tests.fixtures.common import PYTHON, ROOT
+from tests.fixtures.common import PYTHON, ROOT, live_processes
 
 pytestmark = pytest.mark.slow
 
@@ -37,15 +37,7 @@ def _local(run_dir: Path, *flags: str) -> list[str]:
 
 def _processes_mentioning(text: str) -> list[str]:
     """Command lines of live processes that mention `text` (e.g. the run folder)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmd and int(pid) != os.getpid():
-            found.append(f"{pid}: {cmd}")
-    return found
+    return [f"{pid}: {cmd}" for pid, _, cmd in live_processes() if text in cmd]
 
 
 def test_local_trains_to_target_and_writes_report(tmp_path):

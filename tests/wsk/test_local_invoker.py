@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import pytest
 
 from owtrain.errors import ObjectMissing, PayloadTooLarge, Throttled
+from tests.fixtures.common import live_processes
 from wsk.activations import ORPHANED, ActivationStore
 from wsk.invoker import protocol as p
 
@@ -99,19 +99,7 @@ def test_unknown_id_and_orphans_of_a_dead_invoker(tmp_path, local_invoker):
 
 def _action_server_children() -> set[int]:
     """Pids of this process's children that run `owtrain action serve` (the local containers)."""
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and b"action serve" in cmd:
-            pids.add(int(entry))
-    return pids
+    return {pid for pid, ppid, cmd in live_processes() if ppid == os.getpid() and "action serve" in cmd}
 
 
 def test_prewarmed_stem_cells_serve_the_first_activations(local_invoker):

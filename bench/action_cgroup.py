@@ -24,6 +24,9 @@ development machine; it says so and exits otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -62,7 +65,8 @@ def memory_cgroup(limit_mb: int) -> Iterator[Path]:
         yield path
     finally:
         for pid in (path / "cgroup.procs").read_text().split():
-            subprocess.run(["kill", "-9", pid], check=False)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
         path.rmdir()
 
 

@@ -108,6 +108,8 @@ class PSClient:
                 raise TimeoutError(f"{method} {url} timed out: {exc}") from exc
             except requests.ConnectionError as exc:
                 raise ConnectionError(f"{method} {url} failed to connect: {exc}") from exc
+            except requests.exceptions.ChunkedEncodingError as exc:  # the connection broke mid-body
+                raise ConnectionError(f"{method} {url}: the answer was cut short: {exc}") from exc
             if resp.status_code in RETRY_STATUSES:
                 raise ConnectionError(f"{method} {url} answered {resp.status_code}")
             if resp.status_code >= 400:

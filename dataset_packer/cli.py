@@ -70,9 +70,12 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_pack(args: argparse.Namespace) -> int:
     from dataset_packer.pack import pack
     from dataset_packer.sources import load_source
+    from dataset_packer.split import default_val_size
 
     dataset = load_source(args.source, _data_dir(args), offline=args.offline)
-    shards = pack(dataset, args.shards, Path(args.out), stratified=args.stratified, test_shard=args.test_shard)
+    val_size = default_val_size(len(dataset.train_y)) if args.val_size is None else args.val_size
+    shards = pack(dataset, args.shards, Path(args.out), stratified=args.stratified, test_shard=args.test_shard,
+                  val_size=val_size, val_seed=args.val_seed)
     for shard in shards:
         m = shard.manifest
         print(f"{shard.path}  {m['split']:5}  {m['count']:6d} samples  {shard.path.stat().st_size:>10,d} bytes")
@@ -100,8 +103,8 @@ def cmd_presign(args: argparse.Namespace) -> int:
     store = open_store(args.store, _store_config(args), public_endpoint=args.public_endpoint)
     entries = presign_all(store, expires, prefix=args.prefix)
     write_json(Path(args.out), entries)
-    train = sum(e["split"] == "train" for e in entries)
-    print(f"wrote {len(entries)} URL(s) ({train} train, {len(entries) - train} test) valid until "
+    counts = ", ".join(f"{sum(e['split'] == s for e in entries)} {s}" for s in ("train", "val", "test"))
+    print(f"wrote {len(entries)} URL(s) ({counts}) valid until "
           f"{entries[0]['expires']} to {args.out}")
     return 0
 
@@ -120,6 +123,17 @@ def _add_store_options(p: argparse.ArgumentParser) -> None:
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="dataset cache (default $OWTRAIN_DATA_DIR or ~/.cache/owtrain/datasets)")
     p.add_argument("--offline", action="store_true", help="never try the official mirrors over the internet")
+
+
+def _non_negative(text: str) -> int:
+    """argparse type: an integer >= 0 (a usage error, not a traceback, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -144,6 +158,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="spread every class evenly over the shards (default: contiguous ranges)")
     pack.add_argument("--test-shard", action=argparse.BooleanOptionalAction, default=True,
                       help="also write the held-out test shard the parameter server evaluates on (default on)")
+    pack.add_argument("--val-size", type=_non_negative, default=None,
+                      help="training samples held out as the stratified validation shard the parameter server "
+                      "evaluates and stops on (default: a twelfth, at most 5000; 0: none)")
+    pack.add_argument("--val-seed", type=int, default=0, help="seed choosing the validation samples (default 0)")
     pack.add_argument("--out", required=True, help="output folder for the shards")
     _add_data_options(pack)
     pack.set_defaults(func=cmd_pack)

@@ -1,4 +1,6 @@
-"""`owtrain pack`: a loaded dataset → train shards (+ one held-out test shard for the server's evaluation)."""
+"""`owtrain pack`: a loaded dataset → train shards, a validation shard held out of the training
+samples (what the parameter server evaluates while training runs and what every stop and model
+choice is made on) and the test shard (scored once, on the final model)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from dataset_packer.shard import ShardInfo, write_shard
 from dataset_packer.sources.base import Dataset
 
 log = logging.getLogger(__name__)
+DEFAULT_VAL_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,10 @@ class PackedShard:
 
 
 def shard_name(dataset: str, split_name: str, index: int, count: int) -> str:
-    """File (and object key) name of a shard: `mnist-train-00002-of-00012.tar.gz`, `mnist-test.tar.gz`."""
-    if split_name == "test":
-        return f"{dataset}-test.tar.gz"
+    """File (and object key) name of a shard: `mnist-train-00002-of-00012.tar.gz`, `mnist-val.tar.gz`,
+    `mnist-test.tar.gz`."""
+    if split_name in ("val", "test"):
+        return f"{dataset}-{split_name}.tar.gz"
     return f"{dataset}-train-{index:05d}-of-{count:05d}.tar.gz"
 
 
@@ -35,21 +39,37 @@ def _info(ds: Dataset, split_name: str, index: int, count: int, rng: tuple[int, 
 
 
 def _remove_stale(out: Path, ds: Dataset, keep: set[str]) -> None:
-    """Delete this dataset's shards from an earlier pack with another shard count (upload would send them)."""
-    for old in out.glob(f"{ds.name}-train-*-of-*.tar.gz"):
+    """Delete this dataset's shards from an earlier pack with another shard count or without a
+    validation shard (upload would send them)."""
+    for old in [*out.glob(f"{ds.name}-train-*-of-*.tar.gz"), *out.glob(f"{ds.name}-val.tar.gz")]:
         if old.name not in keep:
             log.info("removing stale shard %s from an earlier pack", old.name)
             old.unlink()
 
 
-def pack(ds: Dataset, shards: int, out: Path, stratified: bool = False, test_shard: bool = True) -> list[PackedShard]:
-    """Write `shards` train shards (contiguous or stratified) and, if asked and available, the test shard."""
-    parts = split.stratified(ds.train_y, shards) if stratified else split.contiguous(len(ds.train_y), shards)
+def pack(ds: Dataset, shards: int, out: Path, stratified: bool = False, test_shard: bool = True,
+         val_size: int = 0, val_seed: int = DEFAULT_VAL_SEED) -> list[PackedShard]:
+    """Write `shards` train shards (contiguous or stratified), a stratified validation shard of
+    `val_size` samples drawn (with `val_seed`) out of the training samples when `val_size` > 0,
+    and, if asked and available, the test shard.
+
+    The validation samples are in no train shard, so no epoch of any worker trains on them.
+    `sample_range` (indices of the source's training samples) is recorded only for contiguous
+    shards of an unsplit training set; after a hold-out the remaining indices are not one range.
+    """
+    train_idx, val_idx = split.holdout(ds.train_y, val_size, val_seed)
+    y = ds.train_y[train_idx]
+    parts = split.stratified(y, shards) if stratified else split.contiguous(len(y), shards)
     written = []
-    for i, idx in enumerate(parts):
-        contiguous_range = None if stratified else (int(idx[0]), int(idx[-1]) + 1)
+    for i, local in enumerate(parts):
+        idx = train_idx[local]
+        contiguous_range = None if stratified or len(val_idx) else (int(idx[0]), int(idx[-1]) + 1)
         path = out / shard_name(ds.name, "train", i, shards)
         manifest = write_shard(path, ds.train_x[idx], ds.train_y[idx], _info(ds, "train", i, shards, contiguous_range))
+        written.append(PackedShard(path, manifest))
+    if len(val_idx):
+        path = out / shard_name(ds.name, "val", 0, 1)
+        manifest = write_shard(path, ds.train_x[val_idx], ds.train_y[val_idx], _info(ds, "val", 0, 1, None))
         written.append(PackedShard(path, manifest))
     _remove_stale(out, ds, {p.path.name for p in written})
     if test_shard:
@@ -59,6 +79,6 @@ def pack(ds: Dataset, shards: int, out: Path, stratified: bool = False, test_sha
             path = out / shard_name(ds.name, "test", 0, 1)
             manifest = write_shard(path, ds.test_x, ds.test_y, _info(ds, "test", 0, 1, (0, len(ds.test_y))))
             written.append(PackedShard(path, manifest))
-    log.info("packed %s into %d shard(s) in %s", ds.name, len(written), out)
+    log.info("packed %s into %d shard(s) in %s (%d validation samples held out)", ds.name, len(written), out,
+             len(val_idx))
     return written
-

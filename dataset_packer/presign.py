@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dataset_packer.config import MAX_PRESIGN_SECONDS
+from dataset_packer.shard import SPLITS
 from dataset_packer.stores import Store
 from owtrain.errors import BadRequest
 
@@ -34,7 +35,7 @@ def parse_expiry(text: str) -> timedelta:
 
 
 def presign_all(store: Store, expires: timedelta, prefix: str = "") -> list[dict[str, Any]]:
-    """One entry per shard object under `prefix`: train shards by key, then the test shard(s).
+    """One entry per shard object under `prefix`: train shards by key, then the val and test shard(s).
 
     Objects without the sha256 metadata that `owtrain upload` writes raise `BadRequest`: a worker
     could not verify them.
@@ -45,14 +46,14 @@ def presign_all(store: Store, expires: timedelta, prefix: str = "") -> list[dict
         if not obj.key.endswith(".tar.gz"):
             continue
         info = store.stat(obj.key)
-        if info is None or not info.sha256 or info.split not in ("train", "test"):
+        if info is None or not info.sha256 or info.split not in SPLITS:
             raise BadRequest(f"object {obj.key} has no sha256/split metadata; upload it with `owtrain upload`")
         entries.append({"key": obj.key, "size": info.size, "sha256": info.sha256,
                         "url": store.presign_get(obj.key, expires),
                         "expires": until.isoformat().replace("+00:00", "Z"), "split": info.split})
     if not entries:
         raise BadRequest(f"no shards under prefix {prefix!r} in the bucket; run `owtrain upload` first")
-    return sorted(entries, key=lambda e: (e["split"] != "train", e["key"]))
+    return sorted(entries, key=lambda e: (SPLITS.index(e["split"]), e["key"]))
 
 
 def write_json(path: Path, data: Any) -> None:

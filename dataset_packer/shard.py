@@ -29,7 +29,7 @@ FORMAT = "owtrain-shard/1"
 MEMBERS = ("manifest.json", "x.npy", "y.npy")
 X_DTYPES = ("uint8", "float32")
 Y_DTYPE = "int64"
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ def load_train_shards(path: Path) -> list[dict]:
         missing = [f for f in FIELDS if not isinstance(entry, dict) or f not in entry]
         if missing:
             raise BadRequest(f"shard list {path}: entry {i} lacks {', '.join(missing)}")
-        if entry["split"] not in ("train", "test"):
-            raise BadRequest(f"shard list {path}: entry {i} has split {entry['split']!r}, not train/test")
+        if entry["split"] not in ("train", "val", "test"):
+            raise BadRequest(f"shard list {path}: entry {i} has split {entry['split']!r}, not train/val/test")
         try:
             expires = datetime.fromisoformat(str(entry["expires"]).replace("Z", "+00:00"))
         except ValueError as exc:

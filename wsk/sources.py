@@ -42,8 +42,8 @@ def store_resolver(store: S3Store, presign_seconds: int) -> Resolver:
             raise ObjectMissing(f"shard {shard.key} is no longer in bucket {store.bucket}")
         if not info.sha256:
             raise BadRequest(f"object {shard.key} has no sha256 metadata; upload it with `owtrain upload`")
-        if info.split == "test":
-            raise BadRequest(f"object {shard.key} is a test shard, not a train shard")
+        if info.split in ("val", "test"):
+            raise BadRequest(f"object {shard.key} is a {info.split} shard, not a train shard")
         return store.presign_get(shard.key, timedelta(seconds=presign_seconds)), info.sha256
 
     return resolve

@@ -36,9 +36,9 @@ def test_round_trip_gives_back_the_original_images(swift_s3, data_dir, tmp_path)
     assert packed.returncode == 0, packed.stderr
     store = ["--endpoint", swift_s3.endpoint, "--bucket", "roundtrip"]
     up = owtrain("upload", str(tmp_path / "shards"), *store, swift=swift_s3)
-    assert up.returncode == 0 and "uploaded 7 shard(s), 0 already present" in up.stdout, up.stderr
+    assert up.returncode == 0 and "uploaded 8 shard(s), 0 already present" in up.stdout, up.stderr
     again = owtrain("upload", str(tmp_path / "shards"), *store, "--no-progress", swift=swift_s3)
-    assert "uploaded 0 shard(s), 7 already present" in again.stdout, again.stderr
+    assert "uploaded 0 shard(s), 8 already present" in again.stdout, again.stderr
     public = swift_s3.endpoint.replace("127.0.0.1", "localhost")
     signed = owtrain("presign", *store, "--expires", "10m", "--out", str(tmp_path / "urls.json"),
                      "--public-endpoint", public, swift=swift_s3)
@@ -46,16 +46,21 @@ def test_round_trip_gives_back_the_original_images(swift_s3, data_dir, tmp_path)
     for run in (fetched, packed, up, again, signed):
         assert swift_s3.secret_key not in run.stdout + run.stderr  # credentials are never printed
     entries = json.loads((tmp_path / "urls.json").read_text())
-    assert [e["split"] for e in entries] == ["train"] * 6 + ["test"]
+    assert [e["split"] for e in entries] == ["train"] * 6 + ["val", "test"]
     assert all(e["url"].startswith(public) and e["expires"].endswith("Z") for e in entries)
 
     shards = [read_shard(fetch_shard(e["url"], e["sha256"], tmp_path / "cache")) for e in entries]
     original = data_dir / "mnist"
-    train_x = np.concatenate([s.x for s in shards[:6]])
-    assert np.array_equal(train_x[:, 0], read_idx(original / IDX_FILES[0]))
-    assert np.array_equal(np.concatenate([s.y for s in shards[:6]]), read_idx(original / IDX_FILES[1]))
-    assert np.array_equal(shards[6].x[:, 0], read_idx(original / IDX_FILES[2]))
-    assert np.array_equal(shards[6].y, read_idx(original / IDX_FILES[3]))
+    # the 5,000 held-out validation samples and the 55,000 left for training are the training split
+    assert [s.manifest["count"] for s in shards[6:]] == [5000, 10_000]
+    train_x = np.concatenate([s.x for s in shards[:7]])[:, 0]
+    train_y = np.concatenate([s.y for s in shards[:7]])
+    want_x, want_y = read_idx(original / IDX_FILES[0]), read_idx(original / IDX_FILES[1])
+    def rows(x, y):
+        return sorted(zip((r.tobytes() for r in x), y.tolist(), strict=True))
+    assert rows(train_x, train_y) == rows(want_x, want_y)
+    assert np.array_equal(shards[7].x[:, 0], read_idx(original / IDX_FILES[2]))
+    assert np.array_equal(shards[7].y, read_idx(original / IDX_FILES[3]))
     assert [e["size"] for e in entries] == [(tmp_path / "shards" / e["key"]).stat().st_size for e in entries]
 
 

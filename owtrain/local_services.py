@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import IO, Any
 import requests
 
 from dataset_packer.config import StoreConfig
+from owtrain import supervised
 from owtrain.errors import ServerUnavailable
 from owtrain.local_config import LocalConfig
 
@@ -51,31 +51,24 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ServiceProcess:
-    """A child process in its own process group, with its output in a log file."""
+    """A supervised child (`owtrain.supervised`: own process group, dies with this process), with its
+    output in a log file."""
 
-    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str], role: str,
+                 port: int | None = None) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
+        self.role = role
         self._log: IO[bytes] = open(log_path, "ab")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **env},
-                                     start_new_session=True)
+        self.proc = supervised.spawn(argv, role=role, port=port, env={**os.environ, **env}, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM the group (the server checkpoints and exits), SIGKILL it if it does not."""
-        try:
-            if self.alive():
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    log.warning("pid %d ignored SIGTERM for %.0fs; killing it", self.proc.pid, timeout)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
+        supervised.stop(self.proc, self.role, timeout)
         self._log.close()
 
 
@@ -107,7 +100,8 @@ def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path) -> Iterator[
             "--keep-checkpoints", str(KEEP_ALL_CHECKPOINTS), "--keep-versions", str(cfg.keep_versions)]
     if cfg.mode == "grad":  # the server's optimiser takes the steps; in delta mode the workers' do
         argv += ["--lr", str(cfg.lr), "--momentum", str(cfg.momentum)]
-    process = ServiceProcess(argv, cfg.run_dir / "logs" / "ps.log", env={"OWTRAIN_PS_THREADS": "1"})
+    process = ServiceProcess(argv, cfg.run_dir / "logs" / "ps.log", env={"OWTRAIN_PS_THREADS": "1"}, role="ps",
+                             port=cfg.ps_port)
     url = f"http://{cfg.advertise_host}:{cfg.ps_port}"
     try:
         yield PSProcess(process, url, mint_token(_read(secret_file), cfg.job, ADMIN, TOKEN_TTL_S))
@@ -178,7 +172,7 @@ class LocalBridge:
             for row in self.state.history(shard.key):
                 out.append({"worker": shard.worker, "shard": shard.key, "activation_id": row["activation_id"],
                             "status": row["status"] or "interrupted", "samples": row["samples"] or 0,
-                            "start": row["started"], "end": row["ended"]})
+                            "start": row["started"], "end": row["ended"], "phases": row["phases"]})
         return out
 
 

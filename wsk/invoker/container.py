@@ -1,17 +1,15 @@
 """One local "container": an `owtrain action serve` process on a free loopback port.
 
-It plays the part Docker plays for OpenWhisk's invoker: the process lives in its own session (so
-the whole tree can be killed), dies with the invoker (PR_SET_PDEATHSIG), is watched for memory
+It plays the part Docker plays for OpenWhisk's invoker: the process is started by
+`owtrain.supervised.spawn` (its own session, so the whole tree can be killed; it dies with the
+invoker's process, SIGKILL included), is watched for memory
 (RSS of its process tree against the limit, like `docker run --memory`), and its stdout/stderr are
 collected line by line and split into activations at the sentinel lines.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
-import signal
 import socket
 import subprocess
 import threading
@@ -24,10 +22,10 @@ from typing import IO
 
 import requests
 
+from owtrain import supervised
 from wsk.invoker.protocol import LOGS_TRUNCATED_MSG, SENTINEL, log_line
 
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1
 WATCH_INTERVAL_S = 0.02
 
 
@@ -35,11 +33,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it when the invoker thread that started it ends."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def tree_rss_bytes(pid: int) -> int:
@@ -78,9 +71,8 @@ class Container:
         self.initialized = False
         self._streams: dict[str, deque[str]] = {"stdout": deque(), "stderr": deque()}
         self._cond = threading.Condition()
-        self.proc = subprocess.Popen([a.replace("{port}", str(self.port)) for a in argv], env=dict(env),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+        self.proc = supervised.spawn([a.replace("{port}", str(self.port)) for a in argv], role="action",
+                                     port=self.port, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         for name, pipe in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr)):
             threading.Thread(target=self._read, args=(name, pipe), daemon=True).start()
@@ -156,14 +148,7 @@ class Container:
 
     def kill(self) -> None:
         """SIGKILL the container's whole process group and reap it."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            log.error("container pid %d did not die after SIGKILL", self.proc.pid)
+        supervised.kill(self.proc, "action")
 
 
 def _truncate(lines: list[str], limit: int) -> list[str]:

@@ -115,8 +115,8 @@ class LocalInvoker(Invoker):
         worker.start()
 
     def _work(self, prewarm: bool) -> None:
-        # Containers are started from these long-lived threads: PR_SET_PDEATHSIG ties each
-        # container's life to the thread that forked it, i.e. to this invoker.
+        # Containers may be started from any thread: owtrain.supervised forks them all on its own
+        # long-lived thread, so each dies with this process (PR_SET_PDEATHSIG), not with this worker.
         if prewarm:
             self._start_stem_cell()
         while (item := self._queue.get()) is not None:

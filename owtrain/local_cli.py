@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a = p.add_argument
     a("--dataset", default="mnist", help="mnist, fashion-mnist, or a path: IDX folder, .npz file "
                                          "(x_train, y_train, x_test, y_test) or a folder of images per class")
-    a("--model", default="lenet5", help="registered model (lenet5, mlp, cnn32) or package.module:Class")
+    a("--model", default="lenet5",
+      help="registered model (lenet5, mlp, cnn32, resnet18, resnet18-32) or package.module:Class")
     a("--workers", type=int, default=2, help="train shards = activations running at once")
     a("--strategy", default="async",
       help="parameter-server aggregation: async[:damping=D] | sync:k=K[,timeout=T] | bounded:s=S[,mode=reject|damp]")
@@ -62,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a("--time-budget", type=float, default=15.0,
       help="seconds each activation trains before it returns its cursor and the driver re-invokes it")
     a("--action-timeout-ms", type=int, default=60_000, help="action time limit (OpenWhisk's default 60000)")
+    a("--action-memory-mb", type=int, default=512,
+      help="local action containers' memory limit (resnet18 needs 768; OpenWhisk's default maximum is 512)")
     a("--limit", type=int, default=None, help="use only the first N train and N test samples, for quick trials "
                                                "(None: all)")
     a("--seed", type=int, default=0, help="seed of the initial weights and of the shuffling")
@@ -104,7 +107,8 @@ def config_from_args(args: argparse.Namespace) -> LocalConfig:
         workers=args.workers, strategy=args.strategy, compression=args.compression,
         target_accuracy=args.target_accuracy or None, max_epochs=args.max_epochs, mode=args.mode, lr=args.lr,
         momentum=args.momentum, batch_size=args.batch_size, update_interval=args.update_interval,
-        time_budget_s=args.time_budget, action_timeout_ms=args.action_timeout_ms, limit=args.limit, seed=args.seed,
+        time_budget_s=args.time_budget, action_timeout_ms=args.action_timeout_ms,
+        action_memory_mb=args.action_memory_mb, limit=args.limit, seed=args.seed,
         eval_interval_s=args.eval_interval, s3=s3, openwhisk=args.openwhisk, action=args.action,
         bind_host=args.bind_host, advertise_host=args.advertise_host, progress=not args.no_progress,
     )

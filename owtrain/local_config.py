@@ -72,6 +72,7 @@ class LocalConfig:
     checkpoint_every: int = 20
     keep_versions: int = 500
     action_timeout_ms: int = 60_000
+    action_memory_mb: int = 512
     progress: bool = True
 
     def __post_init__(self) -> None:

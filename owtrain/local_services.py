@@ -222,7 +222,7 @@ def start_invoker(cfg: LocalConfig) -> Iterator[Any]:
         invoker = make_invoker("openwhisk", InvokerSettings(wsk=load_wsk_config(os.environ)), os.environ)
     else:
         local = LocalInvokerConfig(db_path=cfg.run_dir / "activations.db", timeout_ms=cfg.action_timeout_ms,
-                                   prewarm=cfg.workers)
+                                   memory_mb=cfg.action_memory_mb, prewarm=cfg.workers)
         invoker = make_invoker("local", InvokerSettings(local=local), {**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         yield invoker

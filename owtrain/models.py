@@ -61,6 +61,67 @@ class CNN32(nn.Module):
         return self.classifier(self.features(x))
 
 
+def _norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm, not BatchNorm: the parameter server versions, averages, checkpoints and serves
+    parameters only (`param_spec`), so BatchNorm's running statistics (buffers) would stay at their
+    initial values on the server and its evaluation/export in eval mode would be wrong. GroupNorm
+    normalises each sample by itself: it has no buffers, behaves the same in train and eval mode and
+    for a batch of one, and does not care how the workers' batches are split (Wu & He, 2018)."""
+    return nn.GroupNorm(32, channels)  # every stage has at least 64 channels
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convolutions with a residual connection (a 1×1 projection when the shape changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.norm1 = _norm(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.norm2 = _norm(cout)
+        # zero-γ (Goyal et al., 2017): each block starts as its shortcut, so the sum of eight residual
+        # branches does not blow up the first steps at the learning rates LeNet5 uses
+        nn.init.zeros_(self.norm2.weight)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), _norm(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.norm1(self.conv1(x)))
+        return torch.relu(self.norm2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 (He et al., 2016: four stages of two basic blocks, 64→128→256→512 channels) for
+    small images: 11.17 M parameters, 44.7 MB of fp32, the size at which the parameter server's
+    per-push cost and the network matter. The ImageNet stem (7×7 stride 2 + max-pool) would shrink
+    a 28×28 image to 7×7 before the first block; the stem here is one 3×3 convolution with stride 2,
+    so the stages see 14→7→4→2 (28×28) or 16→8→4→2 (32×32) pixels: a quarter of the compute of the
+    CIFAR variant (stride 1), which matters on CPU invokers, with the same parameters."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, stride=2, padding=1, bias=False), _norm(64),
+                                  nn.ReLU())
+        stages: list[nn.Module] = []
+        cin = 64
+        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            stages += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+class ResNet18RGB(ResNet18):
+    """ResNet18 for 3×32×32 inputs (CIFAR-10-like images)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__(num_classes, in_channels=3)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """A registered model: how to build it and the input shape (C, H, W) it expects."""
@@ -73,6 +134,8 @@ MODELS: dict[str, ModelInfo] = {
     "lenet5": ModelInfo(LeNet5, (1, 28, 28)),
     "mlp": ModelInfo(MLP, (1, 28, 28)),
     "cnn32": ModelInfo(CNN32, (3, 32, 32)),
+    "resnet18": ModelInfo(ResNet18, (1, 28, 28)),
+    "resnet18-32": ModelInfo(ResNet18RGB, (3, 32, 32)),
 }
 
 

@@ -79,7 +79,8 @@ def _add_client_args(p: argparse.ArgumentParser) -> None:
 
 def _add_serve_args(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
-    a("--model", default="lenet5", help="registered model (lenet5, mlp, cnn32) or package.module:Class")
+    a("--model", default="lenet5",
+      help="registered model (lenet5, mlp, cnn32, resnet18, resnet18-32) or package.module:Class")
     a("--num-classes", type=int, default=10, help="output classes of the model")
     a("--seed", type=int, default=0, help="seed of the initial weights (workers build the same model)")
     a("--host", default="127.0.0.1", help="address to bind (0.0.0.0 to serve other machines)")

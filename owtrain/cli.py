@@ -13,6 +13,7 @@ import logging
 import sys
 
 from owtrain import __version__
+from owtrain.errors import ConfigError
 from owtrain.log import setup_logging
 
 # Modules that define `register(subparsers)`; each adds sub-commands with `func` set.
@@ -22,6 +23,7 @@ PROVIDERS = (
     "actions.cli",
     "wsk.cli",
     "owtrain.local_cli",
+    "serving.cli",
 )
 
 log = logging.getLogger("owtrain")
@@ -57,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except ConfigError as exc:  # a usage error found while checking options: argparse's form, no traceback
+        print(f"owtrain {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         log.warning("interrupted")
         return 130

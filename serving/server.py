@@ -1,0 +1,114 @@
+"""Build the serving stack for a config and run it on gevent's WSGI server until SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import gevent
+import gevent.event
+from flask import Flask
+
+from owtrain.errors import ConfigError
+from owtrain.wsgi import NoDelayWSGIServer
+from serving.batcher import make_policy
+from serving.cache import PredictionCache
+from serving.config import ServeConfig
+from serving.limits import CallerLimits
+from serving.live import LiveModels
+from serving.metrics import ServingMetrics
+from serving.predictor import Predictor
+from serving.repository import Repository, parse_policy
+from serving.storage import LocalStorage, RepoStorage, S3Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """How to reach an `s3://` repository (credentials stay out of repr)."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+    def __repr__(self) -> str:
+        return f"S3Access(endpoint={self.endpoint!r})"
+
+
+def open_storage(location: str, s3: S3Access | None = None) -> RepoStorage:
+    """A folder path, or `s3://bucket/prefix` (needs `s3`)."""
+    if not location.startswith("s3://"):
+        return LocalStorage(Path(location))
+    parts = urlsplit(location)
+    if not parts.netloc:
+        raise ConfigError(f"{location!r}: an S3 repository looks like s3://bucket/prefix")
+    if s3 is None:
+        raise ConfigError("an s3:// repository needs --s3-endpoint and OWTRAIN_S3_ACCESS_KEY / OWTRAIN_S3_SECRET_KEY")
+    from dataset_packer.config import StoreConfig
+    from dataset_packer.stores import open_store
+
+    store = open_store("s3", StoreConfig(endpoint=s3.endpoint, bucket=parts.netloc, access_key=s3.access_key,
+                                         secret_key=s3.secret_key, region=s3.region))
+    return S3Storage(store, parts.netloc, parts.path)
+
+
+def s3_from_env(endpoint: str | None) -> S3Access | None:
+    """S3 access from `--s3-endpoint` and the OWTRAIN_S3_* environment (None without an endpoint)."""
+    if not endpoint:
+        return None
+    key, secret = os.environ.get("OWTRAIN_S3_ACCESS_KEY"), os.environ.get("OWTRAIN_S3_SECRET_KEY")
+    if not key or not secret:
+        raise ConfigError("set OWTRAIN_S3_ACCESS_KEY and OWTRAIN_S3_SECRET_KEY for --s3-endpoint")
+    return S3Access(endpoint, key, secret, os.environ.get("OWTRAIN_S3_REGION", "us-east-1"))
+
+
+@dataclass
+class Stack:
+    """The parts of one running server (what tests and benchmarks build directly)."""
+
+    live: LiveModels
+    predictor: Predictor
+    limits: CallerLimits
+    app: Flask
+
+
+def build(cfg: ServeConfig, storage: RepoStorage) -> Stack:
+    """Everything but the socket; refreshes the repository once and starts the rescans."""
+    import torch
+
+    from serving.app import create_app
+
+    torch.set_num_threads(cfg.threads)
+    metrics = ServingMetrics()
+    live = LiveModels(Repository(storage), parse_policy(cfg.policy),
+                      lambda: make_policy(cfg.batching, cfg.slo_ms, cfg.max_batch), cfg.max_queue,
+                      cfg.max_wait_ms / 1000.0, metrics, cfg.models)
+    live.start(cfg.poll_s)
+    predictor = Predictor(live, PredictionCache(cfg.cache_size), metrics, cfg.timeout_s)
+    limits = CallerLimits(cfg.limits, cfg.secret, cfg.job)
+    return Stack(live, predictor, limits, create_app(cfg, predictor, limits))
+
+
+def serve(cfg: ServeConfig, storage: RepoStorage) -> None:
+    """Serve until SIGTERM / SIGINT; queued requests are answered before the batchers stop."""
+    stack = build(cfg, storage)
+    if not stack.live.names():
+        log.warning("the repository %s holds no model yet; new versions are picked up every %gs",
+                    storage.describe(), cfg.poll_s)
+    server = NoDelayWSGIServer((cfg.host, cfg.port), stack.app, log=None, error_log=logging.getLogger("serving.http"))
+    stopping = gevent.event.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(sig, stopping.set)
+    server.start()
+    log.info("serving %s on http://%s:%d (models: %s; batching %s)", storage.describe(), cfg.host,
+             server.server_port, ", ".join(stack.live.names()) or "none yet", cfg.batching)
+    print(f"serving on http://{cfg.host}:{server.server_port}/v1/models  (panel: /panel)", flush=True)
+    stopping.wait()
+    server.stop(timeout=2)
+    stack.live.close()

@@ -4,6 +4,8 @@ One activation reads top to bottom: parse the parameters → fetch the shard and
 register and pull the model if the server has a newer one → local steps, a push every
 `update_intv` batches, a pull only when the server moved on → return the progress and the cursor
 the next activation resumes from. A warm container reuses the decoded shard and the model.
+Every phase's time (download, verify, register, pull, compute, push, sync wait) is measured and
+returned in the result as `phases`, and reported to the parameter server for its dashboard.
 
 Exactly-once: the cursor only moves past batches whose update the server acknowledged, and the
 push sequence number travels in the cursor, so a push repeated after a failure is recognised as
@@ -33,6 +35,7 @@ from dataset_packer.shard import Shard, read_shard
 from owtrain.compression import make_compressor
 from owtrain.errors import BadRequest, JobClosed, OwtrainError, StaleUpdate
 from owtrain.models import build_model
+from owtrain.phases import PhaseClock
 from owtrain.ps_client import PSClient
 from owtrain.retry import RetryPolicy
 
@@ -41,9 +44,10 @@ SYNC_WAIT_S = 30.0  # longest long-poll for an open sync round to close (the ser
 
 
 def main(args: dict) -> dict:
-    """OpenWhisk entry (Contract 3): returns `{samples, steps, avg_loss, version, done, next, …}`
-    or `{"error": …}` (an application error; the container stays warm)."""
+    """OpenWhisk entry (Contract 3): returns `{samples, steps, avg_loss, version, done, next, phases,
+    wall_s, …}` or `{"error": …}` (an application error; the container stays warm)."""
     started = time.monotonic()
+    clock = PhaseClock()
     try:
         cfg = ActionConfig.from_params(args, os.environ)
         device = pick_device(cfg.device)
@@ -57,9 +61,9 @@ def main(args: dict) -> dict:
 
     # 1. the shard: downloaded, sha256-checked and verified member by member (cached by sha256)
     try:
-        shard = SHARD.get(cfg.dataset_sha256, lambda: load_shard(cfg, deadline))
+        shard = SHARD.get(cfg.dataset_sha256, lambda: load_shard(cfg, deadline, clock))
     except OwtrainError as exc:
-        return {"error": f"cannot load the shard: {type(exc).__name__}: {exc}"}
+        return {"error": f"cannot load the shard: {type(exc).__name__}: {exc}", "phases": clock.to_json()}
 
     # 2. register, then build (or reuse) the model and pull it if the server is newer
     remaining = deadline.remaining()
@@ -69,41 +73,54 @@ def main(args: dict) -> dict:
     finished = False
     closed: str | None = None
     try:
-        t0 = time.monotonic()
-        info = client.register(cfg.worker)
-        if info.get("closed"):
-            raise JobClosed(f"the job takes no more updates ({info['closed']})")
-        check_input(info, shard)
-        key = (cfg.apihost, cfg.job, cfg.worker, info["model"], info["num_classes"], str(device),
-               cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.compression)
-        state = WORKER.get(key, lambda: new_state(cfg, info, device))
-        refresh(client, state, int(info["version"]))
-        deadline.observe_push(time.monotonic() - t0)  # a model-sized round trip: the first push estimate
-        progress.version = state.version
+        try:
+            t0 = time.monotonic()
+            with clock.timed("register"):
+                info = client.register(cfg.worker)
+                if info.get("closed"):
+                    raise JobClosed(f"the job takes no more updates ({info['closed']})")
+                check_input(info, shard)
+                key = (cfg.apihost, cfg.job, cfg.worker, info["model"], info["num_classes"], str(device),
+                       cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.compression)
+                state = WORKER.get(key, lambda: new_state(cfg, info, device))
+            refresh(client, state, int(info["version"]), clock)
+            deadline.observe_push(time.monotonic() - t0)  # a model-sized round trip: the first push estimate
+            progress.version = state.version
 
-        # 3. local steps and pushes until the epochs are done or time runs out
-        train(cfg, client, state, shard, device, deadline, progress)
-        finished = True
-    except JobClosed as exc:  # the target was reached (or an operator closed the job): a normal end
-        closed = str(exc)
-        log.info("job closed after %d acknowledged pushes: %s", progress.pushes, exc)
+            # 3. local steps and pushes until the epochs are done or time runs out
+            train(cfg, client, state, shard, device, deadline, progress, clock)
+            finished = True
+        except JobClosed as exc:  # the target was reached (or an operator closed the job): a normal end
+            closed = str(exc)
+            log.info("job closed after %d acknowledged pushes: %s", progress.pushes, exc)
+        result = {**progress.result(cfg.epochs), "phases": clock.to_json(),
+                  "wall_s": round(time.monotonic() - started, 6)}
+        report_phases(client, cfg.worker, result)
     except OwtrainError as exc:
         summary = progress.result(cfg.epochs)
         log.error("activation failed after %d acknowledged pushes: %s", progress.pushes, exc)
         return {"error": f"{type(exc).__name__}: {exc}; progress so far: {json.dumps(summary)}",
-                "progress": summary}
+                "progress": summary, "phases": clock.to_json()}
     finally:
         client.close()
         if not finished:
             WORKER.clear()  # the top-k residual and local state may hold unacknowledged work
-    result = progress.result(cfg.epochs)
     if closed is not None:
         result["closed"] = closed  # `next` resumes after the last acknowledged push
     return result
 
 
+def report_phases(client: PSClient, worker: str, result: dict) -> None:
+    """Tell the server where this activation's time went (its dashboard totals them per worker).
+    Best effort: a lost report costs the dashboard one activation's figures, never the progress."""
+    try:
+        client.report_phases(worker, result["phases"], result["wall_s"])
+    except OwtrainError as exc:
+        log.warning("could not report the activation's phases to the parameter server: %s", exc)
+
+
 def train(cfg: ActionConfig, client: PSClient, state: WorkerState, shard: Shard, device: torch.device,
-          deadline: Deadline, progress: Progress) -> None:
+          deadline: Deadline, progress: Progress, clock: PhaseClock) -> None:
     """The local loop: batches from the cursor, a push per `update_intv` batches (or at an epoch's
     end, or when only the final push still fits), and a pull only when the server moved on."""
     order = BatchOrder(len(shard.y), cfg.batch_size)
@@ -117,42 +134,52 @@ def train(cfg: ActionConfig, client: PSClient, state: WorkerState, shard: Shard,
         x, y = batch_tensors(shard, idx)
         losses.append(group.train_batch(x.to(device), y.to(device)))
         batch_indices.append(idx)
-        deadline.observe_batch(time.monotonic() - t0)
+        dt = time.monotonic() - t0
+        deadline.observe_batch(dt)
+        clock.add("compute", dt)
         epoch_ended = position.offset == 0
         if len(losses) >= cfg.update_intv or epoch_ended or not deadline.room_for_batch():
             samples = sum(len(i) for i in batch_indices)
-            status = push(cfg, client, state, group, progress.cursor.seq, samples, losses, deadline)
+            status = push(cfg, client, state, group, progress.cursor.seq, samples, losses, deadline, clock)
             progress.commit(position, batch_indices, losses, status, state.version)
             batch_indices, losses = [], []
 
 
 def push(cfg: ActionConfig, client: PSClient, state: WorkerState, group: UpdateGroup, seq: int,
-         samples: int, losses: list[float], deadline: Deadline) -> str:
+         samples: int, losses: list[float], deadline: Deadline, clock: PhaseClock) -> str:
     """Push the group's update as sequence number `seq`, then catch up with the server if it moved
     on (or wait briefly for a sync round to close). Returns the push status (`stale` if rejected)."""
-    wire, compression = state.compressor.compress(group.take())
-    meta = {"worker": cfg.worker, "seq": seq, "base_version": state.version, "kind": cfg.mode,
-            "samples": samples, "loss": sum(losses) / len(losses), **compression}
-    t0 = time.monotonic()
-    try:
-        reply = client.push(wire, meta)
-        status, server_version, must_refresh = reply.status, reply.version, reply.refresh
-    except StaleUpdate as exc:  # the strategy dropped it; the samples still count as trained once
-        status, server_version, must_refresh = "stale", exc.current_version, True
-    deadline.observe_push(time.monotonic() - t0)
+    with clock.timed("push"):
+        wire, compression = state.compressor.compress(group.take())
+        meta = {"worker": cfg.worker, "seq": seq, "base_version": state.version, "kind": cfg.mode,
+                "samples": samples, "loss": sum(losses) / len(losses), **compression}
+        t0 = time.monotonic()
+        try:
+            reply = client.push(wire, meta)
+            status, server_version, must_refresh = reply.status, reply.version, reply.refresh
+        except StaleUpdate as exc:  # the strategy dropped it; the samples still count as trained once
+            status, server_version, must_refresh = "stale", exc.current_version, True
+        deadline.observe_push(time.monotonic() - t0)
     if status == "accepted" and not must_refresh and server_version == state.version:
         remaining = deadline.remaining()
         wait = SYNC_WAIT_S if remaining is None else max(0.0, min(SYNC_WAIT_S, remaining - deadline.reserve()))
-        refresh(client, state, server_version, wait)
+        refresh(client, state, server_version, clock, wait)
     elif must_refresh or state.version is None or server_version > state.version:
-        refresh(client, state, server_version)
+        refresh(client, state, server_version, clock)
     return status
 
 
-def refresh(client: PSClient, state: WorkerState, server_version: int, wait: float = 0.0) -> None:
-    """Pull the parameters unless the local copy is already `server_version` (304 = nothing new)."""
+def refresh(client: PSClient, state: WorkerState, server_version: int, clock: PhaseClock,
+            wait: float = 0.0) -> None:
+    """Pull the parameters unless the local copy is already `server_version` (304 = nothing new).
+    A pull that waits is charged to `sync_wait` (it waits for a sync round), others to `pull`."""
     if state.version is not None and state.version >= server_version and wait <= 0:
         return
+    with clock.timed("sync_wait" if wait > 0 else "pull"):
+        _pull(client, state, wait)
+
+
+def _pull(client: PSClient, state: WorkerState, wait: float) -> None:
     pulled = client.pull(have=state.version, wait=wait)
     if pulled is None:
         log.debug("pull: version %s is still the latest", state.version)
@@ -212,11 +239,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_shard(cfg: ActionConfig, deadline: Deadline) -> Shard:
+def load_shard(cfg: ActionConfig, deadline: Deadline, clock: PhaseClock) -> Shard:
     """Download (or find in the disk cache) and verify the shard."""
-    path = fetch_shard(cfg.dataset_url, cfg.dataset_sha256, cfg.cache_dir, cfg.max_shard_bytes,
-                       policy=deadline.retry_policy(DOWNLOAD_POLICY))
-    return read_shard(path, cfg.max_shard_bytes)
+    with clock.timed("download"):
+        path = fetch_shard(cfg.dataset_url, cfg.dataset_sha256, cfg.cache_dir, cfg.max_shard_bytes,
+                           policy=deadline.retry_policy(DOWNLOAD_POLICY))
+    with clock.timed("verify"):
+        return read_shard(path, cfg.max_shard_bytes)
 
 
 def batch_tensors(shard: Shard, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

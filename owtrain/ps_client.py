@@ -59,6 +59,12 @@ class PSClient:
         """Tell the server `worker` is done (it stays in /status as inactive)."""
         self._call("POST", "/unregisterWorker", json={"worker": worker})
 
+    def report_phases(self, worker: str, phases: Mapping[str, Mapping[str, float]], wall_s: float) -> None:
+        """Tell the server where one activation of `worker` spent its time (`owtrain.phases`).
+        One attempt with a short timeout: it is telemetry, never worth holding an activation back."""
+        self._call("POST", "/reportPhases", json={"worker": worker, "phases": dict(phases), "wall_s": wall_s},
+                   timeout=min(self.timeout, 2.0), policy=RetryPolicy(attempts=1))
+
     def version(self) -> int:
         """The server's current model version."""
         return int(self._call("GET", "/getVersion").json()["version"])
@@ -98,7 +104,8 @@ class PSClient:
     def close(self) -> None:
         self.session.close()
 
-    def _call(self, method: str, path: str, timeout: float | None = None, **kw: Any) -> requests.Response:
+    def _call(self, method: str, path: str, timeout: float | None = None, policy: RetryPolicy | None = None,
+              **kw: Any) -> requests.Response:
         url = self.base_url + path
 
         def attempt() -> requests.Response:
@@ -117,7 +124,7 @@ class PSClient:
             return resp
 
         try:
-            return retry_call(attempt, self.policy, what=f"{method} {path}")
+            return retry_call(attempt, policy or self.policy, what=f"{method} {path}")
         except (ConnectionError, TimeoutError) as exc:
             raise ServerUnavailable(f"parameter server {self.base_url} unavailable: {exc}") from exc
 

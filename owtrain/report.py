@@ -22,6 +22,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from owtrain.phases import PHASES, sum_phases
+
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
@@ -29,6 +31,7 @@ MODEL_FILE = "model.safetensors"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 CURVES_PNG = "curves.png"
 ACTIVITY_PNG = "activity.png"
+PHASES_PNG = "phases.png"
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ def write_report(run_dir: Path, record: RunRecord, model: nn.Module | None,
     files[CURVES_PNG] = str(plot_curves(run_dir / CURVES_PNG, record))
     files[ACTIVITY_PNG] = str(plot_activity(run_dir / ACTIVITY_PNG, record))
     report = summarise(record)
+    files[PHASES_PNG] = str(plot_phases(run_dir / PHASES_PNG, report["phases"]))
     report["files"] = {k: Path(v).name for k, v in files.items()}
     _atomic_write_bytes(run_dir / REPORT_FILE, json.dumps(report, indent=2, sort_keys=True).encode())
     log.info("report written to %s", run_dir / REPORT_FILE)
@@ -136,7 +140,33 @@ def summarise(record: RunRecord) -> dict[str, Any]:
         },
         "evaluations": [{"time": round(p.time - record.started, 3), "version": p.version, "loss": p.loss,
                          "accuracy": p.accuracy} for p in evals],
+        "phases": summarise_phases(record.activations),
         **dict(record.extra),
+    }
+
+
+def summarise_phases(activations: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Where the activations' time went (owtrain.phases), over the run and per worker.
+
+    `busy_s` is the wall time of the activations that reported phases (their records' start to
+    end), so `busy_s` minus the phases' sum is what no phase covers: the invoker's and the action
+    server's own work, and the gaps between a phase and the next.
+    """
+    timed = [a for a in activations if isinstance(a.get("phases"), Mapping)]
+    workers = sorted({str(a.get("worker", "?")) for a in timed})
+
+    def busy(acts: Sequence[Mapping[str, Any]]) -> float:
+        return round(sum(max(0.0, float(a["end"]) - float(a["start"])) for a in acts
+                         if a.get("start") is not None and a.get("end") is not None), 3)
+
+    return {
+        "activations": len(timed),
+        "busy_s": busy(timed),
+        "total": sum_phases(a["phases"] for a in timed),
+        "by_worker": {w: {"activations": sum(str(a.get("worker", "?")) == w for a in timed),
+                          "busy_s": busy([a for a in timed if str(a.get("worker", "?")) == w]),
+                          "phases": sum_phases(a["phases"] for a in timed if str(a.get("worker", "?")) == w)}
+                      for w in workers},
     }
 
 
@@ -222,6 +252,29 @@ def plot_activity(path: Path, record: RunRecord) -> Path:
     bx.bar(range(len(labels)), values, color=["tab:green"] + ["tab:red"] * len(record.rejected))
     bx.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     bx.set_title("updates")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_phases(path: Path, phases: Mapping[str, Any]) -> Path:
+    """PNG: per worker, one bar of its activations' seconds split by phase, and what no phase covers."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(11, 1.6 + 0.5 * max(1, len(phases["by_worker"]))))
+    rows = list(phases["by_worker"].items())
+    for row, (_, entry) in enumerate(rows):
+        left = 0.0
+        for i, name in enumerate(PHASES):
+            width = float(entry["phases"][name]["s"])
+            ax.barh(row, width, left=left, height=0.6, color=f"C{i}", label=name if row == 0 else None)
+            left += width
+        other = max(0.0, float(entry["busy_s"]) - left)
+        ax.barh(row, other, left=left, height=0.6, color="lightgrey", label="no phase" if row == 0 else None)
+    ax.set_yticks(range(len(rows)), [w for w, _ in rows])
+    ax.set_xlabel("seconds in activations")
+    ax.set_title(f"where {phases['activations']} activations spent their time" if rows
+                 else "no activation reported its phases")
+    if rows:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=len(PHASES) + 1, fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -31,6 +31,7 @@ from owtrain.errors import (
     Throttled,
     Unauthorized,
 )
+from owtrain.phases import parse_report
 from param_server.auth import ADMIN, Claims, bearer, verify_token
 from param_server.dashboard import dashboard_bp
 from param_server.runtime import Runtime
@@ -152,6 +153,15 @@ def create_app(rt: Runtime) -> Flask:
         return jsonify({"worker": worker, "version": core.model.version, "model": cfg.model,
                         "num_classes": cfg.num_classes, "input_shape": list(rt.input_shape or []) or None,
                         "strategy": core.strategy.describe(), "job": cfg.job, "closed": core.closed})
+
+    @app.post("/reportPhases")
+    def report_phases() -> Response:
+        c = claims()
+        body = json_body()
+        worker = own_worker(c, body.get("worker"))
+        phases, wall_s = parse_report(body)
+        tel.activation_phases(worker, phases, wall_s)
+        return jsonify({"ok": True})
 
     @app.post("/unregisterWorker")
     def unregister_worker() -> Response:

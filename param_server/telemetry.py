@@ -8,11 +8,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as PCounter
+
+from owtrain.phases import sum_phases
 
 STALENESS_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128)
 HISTORY_FIELDS = ("time", "version", "loss", "accuracy", "eval_loss", "updates_per_s", "staleness", "workers")
@@ -29,6 +32,9 @@ class WorkerInfo:
     last_seq: int | None = None
     last_loss: float | None = None
     active: bool = True
+    activations: int = 0  # activations that reported their phases (POST /reportPhases)
+    wall_s: float = 0.0  # their summed wall time, and below where it went (owtrain.phases)
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class Telemetry:
@@ -104,6 +110,16 @@ class Telemetry:
             if loss is not None:
                 self.loss = loss if self.loss is None else self.loss_ema * self.loss + (1 - self.loss_ema) * loss
                 self._p_train_loss.set(self.loss)
+
+    def activation_phases(self, worker: str, phases: Mapping[str, Mapping[str, float]], wall_s: float) -> None:
+        """Add one finished activation's phase totals (already checked) to `worker`'s."""
+        with self.lock:
+            info = self.workers.get(worker)
+            if info is None:
+                info = self.workers[worker] = WorkerInfo(registered=time.time(), last_seen=time.time())
+            info.activations += 1
+            info.wall_s += wall_s
+            info.phases = sum_phases((info.phases, phases))
 
     def reject(self, reason: str) -> None:
         with self.lock:

@@ -47,6 +47,12 @@ def is_transient(activation: Activation) -> bool:
     return any(name in (activation.error or "") for name in TRANSIENT_ERRORS)
 
 
+def _phases(result: object) -> dict | None:
+    """The activation's phase totals (owtrain.phases) when its result carries them."""
+    phases = result.get("phases") if isinstance(result, dict) else None
+    return phases if isinstance(phases, dict) else None
+
+
 class Driver:
     """Runs the chains recorded in `state` through `invoker` under `config`'s limits."""
 
@@ -122,7 +128,8 @@ class Driver:
                 # bounded retries of a transient failure, then fail the chain with what to do.
                 self._failed(shard, "application error", STALLED, transient=True)
                 return
-            self.state.advanced(shard, activation.status, int(result.get("samples", 0)), cursor, epoch, done)
+            self.state.advanced(shard, activation.status, int(result.get("samples", 0)), cursor, epoch, done,
+                                phases=_phases(result))
             log.info("shard %s: activation %s trained %s samples (epoch %d%s)", shard.key,
                      activation.activation_id, result.get("samples"), epoch, ", done" if done else "")
             if closed:
@@ -130,12 +137,13 @@ class Driver:
                     log.info("the parameter server closed the job: stopping every chain")
                 self.closed = str(closed)
         else:
-            self._failed(shard, activation.status, activation.error or "no result", is_transient(activation))
+            self._failed(shard, activation.status, activation.error or "no result", is_transient(activation),
+                         _phases(activation.result))
 
-    def _failed(self, shard: Shard, status: str, error: str, transient: bool) -> None:
+    def _failed(self, shard: Shard, status: str, error: str, transient: bool, phases: dict | None = None) -> None:
         retry = transient and shard.attempts < self.config.max_retries
         retry_at = time.time() + backoff_delay(shard.attempts, RETRY_POLICY) if retry else None
-        self.state.failed(shard, status, error, retry_at)
+        self.state.failed(shard, status, error, retry_at, phases)
         log.warning("shard %s: activation %s %s: %s%s", shard.key, shard.activation_id, status, error,
                     f" (retry {shard.attempts + 1}/{self.config.max_retries})" if retry else " (giving up)")
 

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS shards (
 );
 CREATE TABLE IF NOT EXISTS history (
     activation_id TEXT PRIMARY KEY, shard TEXT NOT NULL, cursor TEXT, status TEXT, samples INTEGER,
-    started REAL NOT NULL, ended REAL
+    started REAL NOT NULL, ended REAL, phases TEXT
 );
 """
 # pending: waiting to be invoked; running: an activation is in flight; done / failed / stopped: final.
@@ -76,6 +76,9 @@ class DriverState:
     def __init__(self, path: Path) -> None:
         self.conn = connect(path, SCHEMA)
         self.lock = threading.Lock()
+        columns = {r["name"] for r in self.conn.execute("PRAGMA table_info(history)")}
+        if "phases" not in columns:  # a state file from before activations reported their phases
+            self.conn.execute("ALTER TABLE history ADD COLUMN phases TEXT")
 
     def close(self) -> None:
         self.conn.close()
@@ -134,24 +137,27 @@ class DriverState:
             self.conn.execute("INSERT INTO history (activation_id, shard, cursor, started) VALUES (?, ?, ?, ?)",
                               (activation_id, shard.key, json.dumps(shard.cursor), time.time()))
 
-    def advanced(self, shard: Shard, status: str, samples: int, cursor: dict | None, epoch: int, done: bool) -> None:
-        """A successful activation: move the cursor, count the samples, maybe finish the chain."""
+    def advanced(self, shard: Shard, status: str, samples: int, cursor: dict | None, epoch: int, done: bool,
+                 phases: dict | None = None) -> None:
+        """A successful activation: move the cursor, count the samples, maybe finish the chain;
+        `phases` is where the activation's time went (its result's `phases`, owtrain.phases)."""
         with self.lock, self.conn:
             self.conn.execute("BEGIN")
             self.conn.execute(
                 "UPDATE shards SET status=?, cursor=?, epoch=?, samples=samples+?, activations=activations+1, "
                 "attempts=0, activation_id=NULL, error=NULL WHERE key=?",
                 ("done" if done else "pending", json.dumps(cursor), epoch, samples, shard.key))
-            self._ended(shard.activation_id, status, samples)
+            self._ended(shard.activation_id, status, samples, phases)
 
-    def failed(self, shard: Shard, status: str, error: str, retry_at: float | None) -> None:
+    def failed(self, shard: Shard, status: str, error: str, retry_at: float | None,
+               phases: dict | None = None) -> None:
         """A failed activation: retry the same cursor at `retry_at`, or give the chain up (None)."""
         with self.lock, self.conn:
             self.conn.execute("BEGIN")
             self.conn.execute(
                 "UPDATE shards SET status=?, attempts=attempts+1, not_before=?, activation_id=NULL, error=? "
                 "WHERE key=?", ("pending" if retry_at is not None else "failed", retry_at or 0, error, shard.key))
-            self._ended(shard.activation_id, status, 0)
+            self._ended(shard.activation_id, status, 0, phases)
 
     def stop_pending(self) -> int:
         """Stop every chain that is not running (target accuracy reached); returns how many."""
@@ -162,7 +168,8 @@ class DriverState:
         """The activations of one chain in the order they were started."""
         with self.lock:
             rows = self.conn.execute("SELECT * FROM history WHERE shard=? ORDER BY started", (key,)).fetchall()
-        return [{**dict(r), "cursor": json.loads(r["cursor"])} for r in rows]
+        return [{**dict(r), "cursor": json.loads(r["cursor"]), "phases": json.loads(r["phases"] or "null")}
+                for r in rows]
 
     def summary(self, epochs: int) -> Summary:
         rows = self.shards()
@@ -171,9 +178,10 @@ class DriverState:
             running=sum(r.status == "running" for r in rows), samples=sum(r.samples for r in rows),
             epochs_done=sum(epochs if r.status == "done" else min(r.epoch, epochs) for r in rows))
 
-    def _ended(self, activation_id: str | None, status: str, samples: int) -> None:
-        self.conn.execute("UPDATE history SET status=?, samples=?, ended=? WHERE activation_id=?",
-                          (status, samples, time.time(), activation_id))
+    def _ended(self, activation_id: str | None, status: str, samples: int, phases: dict | None) -> None:
+        self.conn.execute("UPDATE history SET status=?, samples=?, ended=?, phases=? WHERE activation_id=?",
+                          (status, samples, time.time(), None if phases is None else json.dumps(phases),
+                           activation_id))
 
 
 def _shard(row) -> Shard:

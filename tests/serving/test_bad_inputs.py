@@ -121,7 +121,7 @@ def test_oversized_body_is_413_and_a_bad_token_401(server):
 def test_bad_requests_do_not_disturb_good_ones_in_the_same_batches(server):
     images = random_images(40, seed=9)
     expected = reference_probs(seeded_state(1), images)
-    bad = {"instances": [GOOD, [[[float(1e3)] * 28] * 28]]}
+    bad = {"instances": [GOOD, [[[1e3] * 28] * 28]]}
 
     def good(i: int) -> tuple[int, int, list]:
         reply = server.predict("mnist", {"instances": [images[i].tolist()]})

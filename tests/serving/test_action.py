@@ -27,9 +27,10 @@ def action(tmp_path_factory):
     root = tmp_path_factory.mktemp("action")
     for seed in (1, 2):
         publish_seeded(root / "repo", seed)
-    server = start_action_server(root, entry="serving.action:main",
-                                 env={"OWTRAIN_SERVING_REPOSITORY": str(root / "repo")})
-    assert server.init({"name": "predict", "main": "main", "env": {}}).status_code == 200
+    # The image's server with its default entry; the action names its own, as `wsk action create
+    # predict --docker IMAGE --main serving.action:main` makes OpenWhisk's /init do.
+    server = start_action_server(root, env={"OWTRAIN_SERVING_REPOSITORY": str(root / "repo")})
+    assert server.init({"name": "predict", "main": "serving.action:main", "env": {}}).status_code == 200
     yield server
     server.stop()
     assert "Traceback" not in server.service.log_path.read_text()

@@ -1,0 +1,57 @@
+"""Publishing a finished training run into its model repository (`RUN_DIR/models/<dataset>/<n>/`).
+
+The input signature comes from the run's test shard manifest (classes, per-channel mean/std,
+pixel scale, shape), so the served model normalises exactly as its workers did; the scores are
+whatever the run measured (test, and validation when the run held one out).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from owtrain.errors import ConfigError
+from serving.repository import publish
+from serving.signature import Signature
+
+MODELS_DIR = "models"
+
+
+@dataclass(frozen=True)
+class Published:
+    name: str
+    version: int
+    path: Path
+
+    def command(self, run_dir: Path) -> str:
+        return f"owtrain serve --run-dir {run_dir}"
+
+
+def signature_from_manifest(manifest: Mapping[str, Any]) -> Signature:
+    """The input signature a shard manifest implies (Contract 1's `x`, `classes`, `normalisation`)."""
+    norm = manifest["normalisation"]
+    shape = tuple(int(v) for v in manifest["x"]["shape"][1:])
+    return Signature(shape=shape, classes=tuple(str(c) for c in manifest["classes"]),
+                     mean=tuple(float(v) for v in norm["mean"]), std=tuple(float(v) for v in norm["std"]),
+                     scale=float(norm.get("scale", 255.0)), dtype=str(manifest["x"]["dtype"]))
+
+
+def publish_run(run_dir: Path, arch: str, model: nn.Module, shards_dir: Path,
+                scores: Mapping[str, Mapping[str, float | None]], source: Mapping[str, Any] | None = None) -> Published:
+    """Publish `model` as the next version of the run's dataset model in RUN_DIR/models."""
+    from dataset_packer.shard import read_shard
+
+    tests = sorted(shards_dir.glob("*-test.tar.gz"))
+    if not tests:
+        raise ConfigError(f"no test shard in {shards_dir}: cannot tell the model's input signature")
+    manifest = read_shard(tests[0]).manifest
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "-", str(manifest.get("dataset") or arch)).strip(".-") or arch
+    root = run_dir / MODELS_DIR
+    version = publish(root, name, arch, model.state_dict(), signature_from_manifest(manifest),
+                      {k: dict(v) for k, v in scores.items() if v}, source)
+    return Published(name, version, root / name / str(version))

@@ -32,8 +32,6 @@ from owtrain.errors import (
     Unauthorized,
 )
 from owtrain.phases import parse_report
-from owtrain.parse import MAX_SAMPLES, json_int, json_object, parse_int
-from owtrain.rejections import REJECTIONS
 from param_server.auth import ADMIN, Claims, bearer, verify_token
 from param_server.dashboard import dashboard_bp
 from param_server.runtime import Runtime
@@ -78,8 +76,8 @@ def create_app(rt: Runtime) -> Flask:
             claims()
 
     def json_body() -> dict[str, Any]:
-        body = json_object(request.get_data(cache=True))
-        if body is None:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object")
         return body
 
@@ -103,7 +101,6 @@ def create_app(rt: Runtime) -> Flask:
             resp.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         if request.path == "/putGradient":
             tel.reject(reason)
-        REJECTIONS.note(status, reason, request.method, request.path, str(exc))
         return resp
 
     @app.errorhandler(HTTPException)
@@ -115,13 +112,12 @@ def create_app(rt: Runtime) -> Flask:
                    "send a smaller or compressed update" if exc.code == 413 else exc.description)
         resp = jsonify({"error": message, "reason": reason})
         resp.status_code = exc.code or 500
-        REJECTIONS.note(resp.status_code, reason, request.method, request.path, message or "")
         return resp
 
     @app.get("/getVersion")
     def get_version() -> Response:
         open_read()
-        return jsonify({"version": core.model.version, "job": cfg.job})
+        return jsonify({"version": rt.latest().version, "job": cfg.job})
 
     @app.get("/getParameter")
     def get_parameter() -> Response:
@@ -144,7 +140,7 @@ def create_app(rt: Runtime) -> Flask:
         rt.admission.admit(c.worker)
         body = request.get_data(cache=False)
         update = gevent.get_hub().threadpool.apply(_decode_update, (body, c, rt.spec))
-        result = rt.apply(core.push, update)
+        result = rt.push(update, body)
         tel.pushed(update.worker, update.seq, result["status"], result["staleness"], update.samples,
                    update.loss, len(body))
         return jsonify(result)
@@ -154,7 +150,7 @@ def create_app(rt: Runtime) -> Flask:
         c = claims()
         worker = own_worker(c, json_body().get("worker"))
         tel.touch(worker, registering=True)
-        return jsonify({"worker": worker, "version": core.model.version, "model": cfg.model,
+        return jsonify({"worker": worker, "version": rt.latest().version, "model": cfg.model,
                         "num_classes": cfg.num_classes, "input_shape": list(rt.input_shape or []) or None,
                         "strategy": core.strategy.describe(), "job": cfg.job, "closed": core.closed})
 
@@ -205,7 +201,9 @@ def create_app(rt: Runtime) -> Flask:
     @app.post("/admin/rollback")
     def admin_rollback() -> Response:
         claims(admin=True)
-        target = json_int(json_body().get("version"), 'rollback {"version": <int>}')
+        target = json_body().get("version")
+        if not isinstance(target, int) or isinstance(target, bool):
+            raise BadRequest('body must be {"version": <int>}')
         version = rt.apply(core.rollback, target)
         return jsonify({"version": version, "restored": target})
 
@@ -235,15 +233,14 @@ def _decode_update(body: bytes, c: Claims, spec: codec.Spec) -> Update:
     kind = meta.get("kind", "grad")
     if kind not in PUSH_KINDS:
         raise BadRequest(f"metadata kind must be one of {PUSH_KINDS}, got {kind!r}")
-    missing = [key for key in ("seq", "base_version") if key not in meta]
-    if missing:
-        raise BadRequest(f"update metadata is missing {missing[0]!r} (need worker, seq, base_version, kind)")
-    seq, base = parse_int(meta["seq"], "metadata seq"), parse_int(meta["base_version"], "metadata base_version")
-    samples = parse_int(meta.get("samples", "0"), "metadata samples", MAX_SAMPLES)
     try:
+        seq, base = int(meta["seq"]), int(meta["base_version"])
+        samples = int(meta.get("samples", 0))
         loss = float(meta["loss"]) if meta.get("loss") not in (None, "", "None", "nan") else None
+    except KeyError as exc:
+        raise BadRequest(f"update metadata is missing {exc.args[0]!r} (need worker, seq, base_version, kind)") from exc
     except ValueError as exc:
-        raise BadRequest(f"update metadata has a malformed loss: {exc}") from exc
+        raise BadRequest(f"update metadata has a malformed number: {exc}") from exc
     if loss is not None and not math.isfinite(loss):
         loss = None
     tensors = decompress(wire, meta, spec)
@@ -252,7 +249,12 @@ def _decode_update(body: bytes, c: Claims, spec: codec.Spec) -> Update:
 
 def _int_arg(name: str) -> int | None:
     raw = request.args.get(name)
-    return None if raw in (None, "") else parse_int(raw, f"query parameter {name}")
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise BadRequest(f"query parameter {name} must be an integer, got {raw!r}") from exc
 
 
 def _float_arg(name: str, default: float) -> float:

@@ -68,13 +68,20 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     """(tensors, state) of one checkpoint; CheckpointCorrupt if the file is not a valid checkpoint."""
     try:
         tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointCorrupt(f"checkpoint {path}: unreadable ({exc})") from exc
+    return tensors, read_state(path)
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """Only the JSON state of a checkpoint (its safetensors header), without loading the tensors."""
+    try:
         with open(path, "rb") as fh:
             header_len = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(header_len))
-        state = json.loads(header["__metadata__"][STATE_KEY])
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+            header = json.loads(fh.read(min(header_len, 100 * 1024 * 1024)))
+        return json.loads(header["__metadata__"][STATE_KEY])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointCorrupt(f"checkpoint {path}: unreadable ({exc})") from exc
-    return tensors, state
 
 
 def prune(folder: Path, keep: int) -> None:

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_secret_args(p)
     _add_serve_args(p)
     p.set_defaults(func=cmd_serve)
-    sub = p.add_subparsers(dest="ps_command", metavar="{token,rollback,export}")
+    sub = p.add_subparsers(dest="ps_command", metavar="{token,rollback,export,journal}")
 
     t = sub.add_parser("token", help="print a worker token minted from the job secret",
                        formatter_class=_HelpFormatter)
@@ -61,6 +61,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_client_args(e)
     e.add_argument("--out", type=Path, required=True, help="file to write (safetensors, metadata 'version')")
     e.set_defaults(func=cmd_export)
+
+    j = sub.add_parser("journal", help="list or dump the update journal's segments (like Kafka's DumpLogSegments)",
+                       formatter_class=_HelpFormatter)
+    j.add_argument("action", choices=("list", "dump"), help="list: one line per segment; dump: one line per record")
+    j.add_argument("folder", type=Path, help="the journal folder (default location: <checkpoint-dir>/journal)")
+    j.add_argument("--from", dest="start", type=int, default=0, help="dump records from this offset")
+    j.add_argument("--limit", type=int, default=0, help="dump at most this many records (0: all)")
+    j.set_defaults(func=cmd_journal)
 
 
 def _add_secret_args(p: argparse.ArgumentParser) -> None:
@@ -108,7 +116,8 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     a("--s3-bucket", default=None, help="bucket for uploaded checkpoints")
     a("--s3-prefix", default="checkpoints/", help="object key prefix for uploaded checkpoints")
     a("--s3-insecure", action="store_true", help="use http, not https, for the S3 endpoint")
-    a("--eval-shard", type=Path, default=None, help="held-out shard (.tar.gz) evaluated in the background")
+    a("--eval-shard", type=Path, default=None,
+      help="validation shard (.tar.gz, `owtrain pack` writes <dataset>-val.tar.gz) evaluated in the background")
     a("--eval-every", type=int, default=20, help="evaluate every N versions")
     a("--eval-interval", type=float, default=5.0, help="or every T seconds when the version changed")
     a("--eval-batch", type=int, default=1000, help="evaluation batch size")
@@ -123,6 +132,20 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     a("--tls-cert", type=Path, default=None, help="PEM certificate: serve https (needs --tls-key)")
     a("--tls-key", type=Path, default=None, help="PEM private key for --tls-cert")
     a("--history-interval", type=float, default=1.0, help="seconds between /api/history points")
+    a("--tensorboard-dir", type=Path, default=None,
+      help="write TensorBoard event files (loss, validation accuracy, updates/s, staleness, per-worker counts) "
+           "here; view with `tensorboard --logdir DIR`")
+    a("--static-dashboard", type=Path, default=None,
+      help="after each checkpoint (and at exit) write a self-contained copy of the dashboard (HTML with its data) "
+           "to this file, so it still opens when the server is gone")
+    a("--target-accuracy", type=float, default=None, help="validation accuracy the run aims for (dashboard only)")
+    a("--samples-per-epoch", type=int, default=None,
+      help="training samples in one epoch over all shards (dashboard only: epoch and time left)")
+    a("--max-epochs", type=int, default=None, help="epoch limit of the run (dashboard only: time left)")
+    a("--no-journal", action="store_true",
+      help="keep no update journal: a crash loses the updates acknowledged since the last checkpoint")
+    a("--journal-dir", type=Path, default=None, help="update journal folder (default: <checkpoint-dir>/journal)")
+    a("--journal-segment-mb", type=float, default=64.0, help="roll journal segments at this size")
 
 
 def read_secret(path: Path | None) -> str:
@@ -157,7 +180,11 @@ def _config(args: argparse.Namespace) -> PSConfig:
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), worker_rate=args.worker_rate,
         worker_burst=args.worker_burst, global_rate=args.global_rate, global_burst=args.global_burst,
         max_wait_s=args.max_wait, open_reads=not args.protect_reads, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        history_interval_s=args.history_interval,
+        history_interval_s=args.history_interval, tensorboard_dir=args.tensorboard_dir,
+        static_dashboard=args.static_dashboard, target_accuracy=args.target_accuracy,
+        samples_per_epoch=args.samples_per_epoch, max_epochs=args.max_epochs,
+        journal=not args.no_journal, journal_dir=args.journal_dir,
+        journal_segment_bytes=int(args.journal_segment_mb * 1024 * 1024),
     )
 
 
@@ -218,4 +245,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     print(f"wrote version {version} ({len(tensors)} tensors) to {args.out}")
+    return 0
+
+
+def cmd_journal(args: argparse.Namespace) -> int:
+    from param_server.journal import describe, list_segments, scan_segment
+
+    segments = list_segments(args.folder)
+    if not segments:
+        raise SystemExit(f"no journal segments in {args.folder} (files named <20-digit offset>.log)")
+    shown = 0
+    for seg in segments:
+        if args.action == "list":
+            records = [r for r, _, _ in scan_segment(seg.path, seg.base) if r is not None]
+            end = records[-1].offset if records else seg.base - 1
+            print(f"{seg.path.name} base: {seg.base} last: {end} records: {len(records)} bytes: {seg.size}")
+            continue
+        print(f"Dumping {seg.path}")
+        for record, problem, position in scan_segment(seg.path, seg.base):
+            if record is None:
+                if problem != "end":
+                    print(f"position: {position} isvalid: false ({problem})")
+                break
+            if record.offset < args.start:
+                continue
+            print(describe(record))
+            shown += 1
+            if args.limit and shown >= args.limit:
+                return 0
     return 0

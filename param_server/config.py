@@ -59,4 +59,19 @@ class PSConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     history_interval_s: float = 1.0
+    tensorboard_dir: Path | None = None  # write TensorBoard event files here (param_server/tensorboard_log.py)
+    static_dashboard: Path | None = None  # after each checkpoint, write a self-contained copy of /dashboard here
+    # shown on the dashboard only (the driver decides when to stop): target line, epoch, time left
+    target_accuracy: float | None = None
+    samples_per_epoch: int | None = None
+    max_epochs: int | None = None
     ledger_window: int = 1024
+    journal: bool = True  # with a checkpoint folder: acknowledge only what is on disk (docs/param_server.md)
+    journal_dir: Path | None = None  # default: <checkpoint_dir>/journal
+    journal_segment_bytes: int = 64 * 1024 * 1024
+
+    def journal_folder(self) -> Path | None:
+        """Where the update journal lives, or None when the server keeps none."""
+        if not self.journal or self.checkpoint_dir is None:
+            return None
+        return self.journal_dir or self.checkpoint_dir / "journal"

@@ -4,6 +4,10 @@ the threads that keep tensor math off the gevent loop.
 All mutation of the model goes through `apply(fn, *args)`, which runs `fn` on a single OS thread
 (a gevent ThreadPool of one): updates are serialised without locks, and the loop stays free to
 accept connections while a step runs. Version changes wake long-polling pulls via `watch`.
+
+With a journal, `push` answers only once the update's record is on disk: the journal's writer
+thread reports each group commit to the loop (`run_callback_threadsafe`), which makes the versions
+that became durable visible and wakes the pushes and pulls waiting for them.
 """
 
 from __future__ import annotations
@@ -22,15 +26,19 @@ from param_server.admission import Admission
 from param_server.checkpoint import S3Uploader
 from param_server.config import PSConfig
 from param_server.core import Core
+from param_server.dashboard import write_static
 from param_server.evaluator import Evaluator, load_eval_shard
+from param_server.journal import Journal
 from param_server.model_state import ModelState, Snapshot
 from param_server.optim import build_optimizer
-from param_server.strategies import parse_strategy
+from param_server.strategies import Update, parse_strategy
 from param_server.telemetry import Telemetry
+from param_server.tensorboard_log import TensorBoardLog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 TICK_S = 0.1
+STATIC_COPY_INTERVAL_S = 5.0
 
 
 class VersionWatch:
@@ -55,10 +63,19 @@ class Runtime:
         model = build_model(cfg.model, cfg.num_classes, cfg.seed)
         optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov,
                                     cfg.weight_decay, cfg.betas)
-        self.telemetry = Telemetry()
+        tensorboard = TensorBoardLog(cfg.tensorboard_dir) if cfg.tensorboard_dir else None
+        run = {"target_accuracy": cfg.target_accuracy, "samples_per_epoch": cfg.samples_per_epoch,
+               "max_epochs": cfg.max_epochs}
+        self.telemetry = Telemetry(tensorboard=tensorboard, run=run)
         uploader = S3Uploader(cfg.s3) if cfg.s3 else None
+        self._loop = gevent.get_hub().loop
+        self.durable_watch = VersionWatch()
+        folder = cfg.journal_folder()
+        self.journal = Journal(folder, cfg.journal_segment_bytes, self._durable_from_writer) if folder else None
+        if self.journal is not None:
+            self.journal.open()
         self.core = Core(cfg, ModelState(model, optimizer, cfg.warmup_steps, cfg.server_lr),
-                         parse_strategy(cfg.strategy), self.telemetry, uploader)
+                         parse_strategy(cfg.strategy), self.telemetry, uploader, self.journal)
         self.core.restore()
         self.spec = self.core.model.spec
         self.input_shape = input_shape(cfg.model)
@@ -71,6 +88,7 @@ class Runtime:
             self.evaluator = Evaluator(eval_model, load_eval_shard(cfg.eval_shard), self.latest, self.telemetry,
                                        cfg.eval_every, cfg.eval_interval_s, cfg.eval_batch)
         self._housekeeper: gevent.Greenlet | None = None
+        self._static_version, self._static_time = -1, 0.0
         self.stopping = Event()
 
     def request_stop(self) -> None:
@@ -82,12 +100,52 @@ class Runtime:
 
     def apply(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the apply thread and wake pulls waiting for a newer version."""
-        before = self.core.model.version
         try:
             return self.apply_pool.apply(fn, args)
         finally:
-            if self.core.model.version != before:
+            if self.core.advance_visible():
                 self.watch.publish()
+
+    def push(self, update: Update, body: bytes) -> dict[str, Any]:
+        """Take one update on the apply thread; return its answer once it is durable."""
+        answer, offset = self.apply(self.core.push, update, body)
+        if self.journal is not None:
+            while self.journal.durable <= offset:
+                self.durable_watch.wait(1.0)
+        return answer
+
+    def _durable_from_writer(self, durable: int) -> None:
+        """Called on the journal's writer thread after each group commit: hand over to the loop."""
+        self._loop.run_callback_threadsafe(self._durable_in_loop)
+
+    def _durable_in_loop(self) -> None:
+        if self.core.advance_visible():
+            self.watch.publish()
+        self.durable_watch.publish()
+
+    def journal_stats(self) -> dict[str, Any] | None:
+        return self.journal.stats() if self.journal else None
+
+    def status(self) -> dict[str, Any]:
+        """What `/status` answers: the telemetry plus the job, model, strategy and what is kept."""
+        body = self.telemetry.status()
+        body.update({"job": self.cfg.job, "model": self.cfg.model, "strategy": self.core.strategy.describe(),
+                     "kept_versions": self.core.versions.versions(), "closed": self.core.closed,
+                     "journal": self.journal_stats(), "replayed": self.core.replayed})
+        return body
+
+    def write_static_dashboard(self, force: bool = False) -> None:
+        """With `static_dashboard` set, write the dashboard's static copy when a checkpoint was written
+        since the last copy (at most every STATIC_COPY_INTERVAL_S), or now with `force`."""
+        path = self.cfg.static_dashboard
+        if path is None or not (force or (self.core.last_ckpt_version != self._static_version
+                                          and time.monotonic() - self._static_time >= STATIC_COPY_INTERVAL_S)):
+            return
+        self._static_version, self._static_time = self.core.last_ckpt_version, time.monotonic()
+        try:
+            write_static(path, self.status(), self.telemetry.history_since(0.0))
+        except OSError as exc:  # a full disk must not stop training; the next checkpoint tries again
+            log.warning("cannot write the static dashboard %s: %s", path, exc)
 
     def start(self) -> None:
         if self.evaluator:
@@ -106,6 +164,7 @@ class Runtime:
             if time.monotonic() >= next_sample:
                 self.telemetry.sample()
                 next_sample = time.monotonic() + self.cfg.history_interval_s
+            self.write_static_dashboard()
 
     def close(self, final_checkpoint: bool = True) -> None:
         """Stop background work and, with a checkpoint folder, write a last checkpoint."""
@@ -117,4 +176,9 @@ class Runtime:
             self.apply(self.core.checkpoint)
         if self.core.uploader:
             self.core.uploader.close()
+        if self.journal is not None:
+            self.journal.close()
         self.apply_pool.kill()
+        self.write_static_dashboard(force=True)
+        if self.telemetry.tensorboard is not None:
+            self.telemetry.tensorboard.close()

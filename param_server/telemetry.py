@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_late
 from prometheus_client import Counter as PCounter
 
 from owtrain.phases import sum_phases
+from param_server.tensorboard_log import TensorBoardLog
 
 STALENESS_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128)
 HISTORY_FIELDS = ("time", "version", "loss", "accuracy", "eval_loss", "updates_per_s", "staleness", "workers")
@@ -38,10 +39,17 @@ class WorkerInfo:
 
 
 class Telemetry:
-    """Counters and time series; `sample()` appends one history point (called once a second)."""
+    """Counters and time series; `sample()` appends one history point (called once a second).
 
-    def __init__(self, history_len: int = 3600, loss_ema: float = 0.9) -> None:
+    `eval` is the latest evaluation of the validation shard (what stops and selects); with
+    `tensorboard`, every evaluation and history point is also written as TensorBoard scalars.
+    """
+
+    def __init__(self, history_len: int = 3600, loss_ema: float = 0.9, tensorboard: TensorBoardLog | None = None,
+                 run: Mapping[str, Any] | None = None) -> None:
         self.lock = threading.Lock()
+        self.tensorboard = tensorboard
+        self.run = dict(run or {})  # what the dashboard shows the run against (target, epoch size)
         self.started = time.time()
         self.version = 0
         self.counts: Counter[str] = Counter()
@@ -64,8 +72,8 @@ class Telemetry:
                                       buckets=STALENESS_BUCKETS, registry=self.registry)
         self._p_bytes = PCounter("owtrain_ps_received_bytes", "Bytes of update bodies received",
                                  registry=self.registry)
-        self._p_accuracy = Gauge("owtrain_ps_accuracy", "Accuracy on the evaluation shard", registry=self.registry)
-        self._p_eval_loss = Gauge("owtrain_ps_eval_loss", "Loss on the evaluation shard", registry=self.registry)
+        self._p_accuracy = Gauge("owtrain_ps_accuracy", "Accuracy on the validation shard", registry=self.registry)
+        self._p_eval_loss = Gauge("owtrain_ps_eval_loss", "Loss on the validation shard", registry=self.registry)
         self._p_train_loss = Gauge("owtrain_ps_train_loss", "Moving average of workers' reported loss",
                                    registry=self.registry)
         self._p_workers = Gauge("owtrain_ps_workers", "Registered, active workers", registry=self.registry)
@@ -136,6 +144,8 @@ class Telemetry:
             self.eval = {"accuracy": accuracy, "loss": loss, "evaluated_version": version, "time": time.time()}
             self._p_accuracy.set(accuracy)
             self._p_eval_loss.set(loss)
+        if self.tensorboard is not None:
+            self.tensorboard.evaluated("val", version, loss, accuracy)
 
     def sample(self) -> None:
         """Append one history point: updates/s and mean staleness since the previous point."""
@@ -143,12 +153,14 @@ class Telemetry:
         with self.lock:
             span = max(now - self._window_start, 1e-6)
             n = self._window_updates
-            self.history.append((
-                now, self.version, self.loss, self.eval["accuracy"], self.eval["loss"], n / span,
-                self._window_staleness / n if n else 0.0, sum(w.active for w in self.workers.values()),
-            ))
+            row = (now, self.version, self.loss, self.eval["accuracy"], self.eval["loss"], n / span,
+                   self._window_staleness / n if n else 0.0, sum(w.active for w in self.workers.values()))
+            self.history.append(row)
             self._window_updates = self._window_staleness = 0
             self._window_start = now
+            totals = {w: {"pushes": i.pushes, "samples": i.samples} for w, i in self.workers.items()}
+        if self.tensorboard is not None:
+            self.tensorboard.sampled(row[1], row[2], row[5], row[6], row[7], totals)
 
     def accuracy(self) -> dict[str, Any]:
         with self.lock:
@@ -171,6 +183,7 @@ class Telemetry:
                 "staleness_histogram": {str(k): v for k, v in sorted(self.staleness.items())},
                 "loss": self.loss,
                 "eval": dict(self.eval),
+                "run": dict(self.run),
             }
 
     def metrics(self) -> bytes:

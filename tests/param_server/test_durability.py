@@ -13,7 +13,9 @@ from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http
 from tests.param_server.helpers import batch, grads, lenet, max_diff, meta
 
 
-def test_sigkill_then_restart_resumes_from_last_checkpoint(ps_server, tmp_path):
+def test_sigkill_then_restart_recovers_every_acknowledged_update(ps_server, tmp_path):
+    """Checkpoint + journal replay: the versions after the last checkpoint come back too, and the
+    model equals uninterrupted training (momentum buffers from the checkpoint, steps replayed)."""
     lr = 0.05
     ck = tmp_path / "ck"
     ps = ps_server(lr=lr, checkpoint_dir=ck, extra=["--momentum", "0.9", "--checkpoint-every", "2",
@@ -33,30 +35,53 @@ def test_sigkill_then_restart_resumes_from_last_checkpoint(ps_server, tmp_path):
         torch.nn.functional.cross_entropy(reference(x), y).backward()
         opt.step()
 
-    for seq in range(5):  # versions 1..5; checkpoints at 2 and 4
+    for seq in range(5):  # versions 1..5; checkpoints at 2 and 4; version 5 only in the journal
         step(seq)
+    _, before_kill = client.pull(None)
     assert [v for v, _ in list_checkpoints(ck)] == [2, 4]
     ps.kill()
     ps.restart()
     client = ps.client("w")
-    assert client.version() == 4  # version 5 was after the last checkpoint: lost with the process
+    assert client.version() == 5  # replayed from the journal
+    assert ps.client("w").status()["replayed"] == 1
     _, params = client.pull(None)
-    g = grads(lenet(params), *batch(8, seed=3))
-    assert client.push(g, meta("w", 3, 4)).status == "duplicate"  # seq 3 made version 4: remembered
-    for seq in range(4):
+    assert all(torch.equal(params[k], before_kill[k]) for k in params)  # bit-identical
+    g = grads(lenet(params), *batch(8, seed=4))
+    assert client.push(g, meta("w", 4, 4)).status == "duplicate"  # seq 4 made version 5: remembered
+    for seq in range(5):
         reference_step(seq)
-    for seq in range(4, 7):  # seq 4 is redone (its version was lost), then 5 and 6
+    for seq in range(5, 7):
         step(seq)
         reference_step(seq)
     version, params = client.pull(None)
     assert version == 7
-    # equal to uninterrupted training: the momentum buffers came back from the checkpoint too
     assert max_diff(params, dict(reference.named_parameters())) < 1e-6
     assert ps.client("admin").admin("stop")["version"] == 7  # a clean stop writes a final checkpoint
     assert ps.proc.proc.wait(timeout=30) == 0
     assert [v for v, _ in list_checkpoints(ck)][-1] == 7
     ps.restart()
     assert ps.client("w").version() == 7
+
+
+def test_without_journal_a_restart_never_reuses_a_lost_version(ps_server, tmp_path):
+    """`--no-journal`: updates after the last checkpoint are lost, but their version numbers are skipped,
+    so a worker holding one never gets 304 for other weights."""
+    ck = tmp_path / "ck"
+    ps = ps_server(checkpoint_dir=ck, extra=["--no-journal", "--checkpoint-every", "2",
+                                             "--checkpoint-interval", "3600"])
+    client = ps.client("w")
+    for seq in range(5):  # versions 1..5, checkpoints at 2 and 4
+        version, params = client.pull(None)
+        client.push(grads(lenet(params), *batch(8, seed=seq)), meta("w", seq, version))
+    assert not (ck / "journal").exists()
+    ps.kill()
+    ps.restart()
+    client = ps.client("w")
+    assert client.version() == 6  # 4 + checkpoint_every: past every number version 5 could have had
+    pulled = client.pull(5)  # the old version 5 is not current: full parameters, not 304
+    assert pulled is not None and pulled[0] == 6
+    _, ckpt = read_checkpoint(list_checkpoints(ck)[-1][1])
+    assert ckpt["version"] == 4
 
 
 def test_time_based_checkpoint_and_sync_round_survive_kill(ps_server, tmp_path):

@@ -89,6 +89,9 @@ class ActionRunner:
             log.warning("init sent code for %r; this image runs its built-in entry %s and ignores it",
                         value.get("name"), self.entry_spec)
         os.environ.update({str(k): env_text(v) for k, v in env.items()})
+        main = value.get("main")
+        if isinstance(main, str) and ":" in main:  # `wsk action create --main pkg.module:function`:
+            self.entry_spec = main                  # another entry of this image (e.g. serving.action:main)
         try:
             self.entry = load_entry(self.entry_spec)
         except (ImportError, ValueError) as exc:

@@ -102,6 +102,15 @@ def run_local(cfg: LocalConfig) -> Outcome:
     )
     model, shape = _model(cfg, end.params)
     report = write_report(cfg.run_dir, record, model, shape)
+    if model is not None:  # the final model becomes the next version in RUN_DIR/models (docs/serving.md)
+        from serving.publish import publish_run
+
+        evaluated = end.final.get("evaluated_version") == (end.params[0] if end.params else None)
+        test = {"accuracy": end.final.get("accuracy"), "loss": end.final.get("loss")} if evaluated else {}
+        published = publish_run(cfg.run_dir, cfg.model, model, shards_dir, {"test": test},
+                                {"job": cfg.job, "ps_version": end.params[0] if end.params else None})
+        print(f"published: model {published.name} version {published.version} ({published.path}); serve it with: "
+              f"{published.command(cfg.run_dir)}", flush=True)
     return Outcome(accuracy=end.final.get("accuracy"), loss=end.final.get("loss"), version=int(end.final["version"]),
                    reached_target=bool(report["target"]["reached"]), interrupted=interrupted,
                    failed_chains=end.failed, report=cfg.run_dir / "report.json")

@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Flask, Response, jsonify, request
 
@@ -37,12 +37,28 @@ MAX_BODY_BYTES = 1024 * 1024
 Lister = Callable[[str], Iterable[str]]
 
 
+class ObjectSink(Protocol):
+    """Another consumer of the same uploads (e.g. `serving.events`: predict each uploaded image).
+
+    Keys it `wants` go to it instead of the driver: `add` records one durably and says whether it
+    was new (the dedupe of at-least-once notifications), `step` does the queued work, paced by the
+    same limiter as the driver's launches.
+    """
+
+    def wants(self, key: str) -> bool: ...
+
+    def add(self, key: str) -> bool: ...
+
+    def step(self) -> int: ...
+
+
 class Bridge:
     """Receives or polls upload events for one bucket and feeds the driver's state."""
 
     def __init__(self, config: BridgeConfig, bucket: str, state: DriverState, driver: Driver,
-                 lister: Lister | None = None) -> None:
+                 lister: Lister | None = None, sink: ObjectSink | None = None) -> None:
         self.config = config
+        self.sink = sink
         self.bucket = bucket
         self.state = state
         self.driver = driver
@@ -61,9 +77,9 @@ class Bridge:
         created, other = parse_notification(body)
         accepted, duplicates, ignored = [], 0, other
         for event in created:
-            if event.bucket != self.bucket or not is_shard(event.key, self.pattern):
+            if event.bucket != self.bucket or not self._wanted(event.key):
                 ignored += 1
-            elif self.state.add(event.key):
+            elif self._add(event.key):
                 accepted.append(event.key)
             else:
                 duplicates += 1
@@ -82,13 +98,19 @@ class Bridge:
         last = cursor
         for key in self.lister(cursor):
             last = max(last, key)
-            if is_shard(key, self.pattern) and self.state.add(key):
+            if self._wanted(key) and self._add(key):
                 new += 1
         self.state.set_meta("poll_cursor", last)
         if new:
             log.info("poller queued %d new shard(s)", new)
         self._count(new, 0, 0)
         return new
+
+    def _wanted(self, key: str) -> bool:
+        return (self.sink is not None and self.sink.wants(key)) or is_shard(key, self.pattern)
+
+    def _add(self, key: str) -> bool:
+        return self.sink.add(key) if self.sink is not None and self.sink.wants(key) else self.state.add(key)
 
     def _count(self, accepted: int, duplicates: int, ignored: int) -> None:
         self.counts["accepted"] += accepted
@@ -133,6 +155,8 @@ class Bridge:
         while not self.stop_event.is_set():
             try:
                 self.driver.step()
+                if self.sink is not None:
+                    self.sink.step()
             except OwtrainError as exc:  # keep serving; the state still holds every shard
                 log.error("dispatch step failed: %s", exc)
             self.stop_event.wait(self.driver.config.poll_interval_s)

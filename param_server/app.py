@@ -31,7 +31,9 @@ from owtrain.errors import (
     Throttled,
     Unauthorized,
 )
+from owtrain.parse import MAX_SAMPLES, json_int, json_object, parse_int
 from owtrain.phases import parse_report
+from owtrain.rejections import REJECTIONS
 from param_server.auth import ADMIN, Claims, bearer, verify_token
 from param_server.dashboard import dashboard_bp
 from param_server.runtime import Runtime
@@ -76,8 +78,8 @@ def create_app(rt: Runtime) -> Flask:
             claims()
 
     def json_body() -> dict[str, Any]:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
+        body = json_object(request.get_data(cache=True))
+        if body is None:
             raise BadRequest("request body must be a JSON object")
         return body
 
@@ -101,6 +103,7 @@ def create_app(rt: Runtime) -> Flask:
             resp.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         if request.path == "/putGradient":
             tel.reject(reason)
+        REJECTIONS.note(status, reason, request.method, request.path, str(exc))
         return resp
 
     @app.errorhandler(HTTPException)
@@ -112,6 +115,7 @@ def create_app(rt: Runtime) -> Flask:
                    "send a smaller or compressed update" if exc.code == 413 else exc.description)
         resp = jsonify({"error": message, "reason": reason})
         resp.status_code = exc.code or 500
+        REJECTIONS.note(resp.status_code, reason, request.method, request.path, message or "")
         return resp
 
     @app.get("/getVersion")
@@ -177,10 +181,7 @@ def create_app(rt: Runtime) -> Flask:
     @app.get("/status")
     def status() -> Response:
         open_read()
-        body = tel.status()
-        body.update({"job": cfg.job, "model": cfg.model, "strategy": core.strategy.describe(),
-                     "kept_versions": core.versions.versions(), "closed": core.closed})
-        return jsonify(body)
+        return jsonify(rt.status())
 
     @app.get("/api/history")
     def history() -> Response:
@@ -201,9 +202,7 @@ def create_app(rt: Runtime) -> Flask:
     @app.post("/admin/rollback")
     def admin_rollback() -> Response:
         claims(admin=True)
-        target = json_body().get("version")
-        if not isinstance(target, int) or isinstance(target, bool):
-            raise BadRequest('body must be {"version": <int>}')
+        target = json_int(json_body().get("version"), 'rollback {"version": <int>}')
         version = rt.apply(core.rollback, target)
         return jsonify({"version": version, "restored": target})
 
@@ -233,14 +232,15 @@ def _decode_update(body: bytes, c: Claims, spec: codec.Spec) -> Update:
     kind = meta.get("kind", "grad")
     if kind not in PUSH_KINDS:
         raise BadRequest(f"metadata kind must be one of {PUSH_KINDS}, got {kind!r}")
+    missing = [key for key in ("seq", "base_version") if key not in meta]
+    if missing:
+        raise BadRequest(f"update metadata is missing {missing[0]!r} (need worker, seq, base_version, kind)")
+    seq, base = parse_int(meta["seq"], "metadata seq"), parse_int(meta["base_version"], "metadata base_version")
+    samples = parse_int(meta.get("samples", "0"), "metadata samples", MAX_SAMPLES)
     try:
-        seq, base = int(meta["seq"]), int(meta["base_version"])
-        samples = int(meta.get("samples", 0))
         loss = float(meta["loss"]) if meta.get("loss") not in (None, "", "None", "nan") else None
-    except KeyError as exc:
-        raise BadRequest(f"update metadata is missing {exc.args[0]!r} (need worker, seq, base_version, kind)") from exc
     except ValueError as exc:
-        raise BadRequest(f"update metadata has a malformed number: {exc}") from exc
+        raise BadRequest(f"update metadata has a malformed loss: {exc}") from exc
     if loss is not None and not math.isfinite(loss):
         loss = None
     tensors = decompress(wire, meta, spec)
@@ -249,12 +249,7 @@ def _decode_update(body: bytes, c: Claims, spec: codec.Spec) -> Update:
 
 def _int_arg(name: str) -> int | None:
     raw = request.args.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise BadRequest(f"query parameter {name} must be an integer, got {raw!r}") from exc
+    return None if raw in (None, "") else parse_int(raw, f"query parameter {name}")
 
 
 def _float_arg(name: str, default: float) -> float:

@@ -27,12 +27,17 @@ import gevent.lock
 from flask import Flask, Response, request
 
 from actions import DEFAULT_ENTRY
+from owtrain.errors import OwtrainError
+from owtrain.parse import json_object
+from owtrain.rejections import REJECTIONS
 from owtrain.wsgi import NoDelayWSGIServer
 
 log = logging.getLogger(__name__)
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 REINIT_ERROR = "Cannot initialize the action more than once."
+# OpenWhisk caps a run's payload at 1 MB and an action's code at 48 MB (base64 in /init: 64 MB).
+MAX_BODY_BYTES = 64 * 1024 * 1024
 Entry = Callable[[dict], Any]
 
 
@@ -65,7 +70,14 @@ def write_sentinels() -> None:
 
 
 def _json(body: Mapping[str, Any], status: int = 200) -> Response:
+    if status >= 400:
+        REJECTIONS.note(status, "bad_request", request.method, request.path, str(body.get("error", "")))
     return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _env_safe(name: Any, value: str) -> bool:
+    """Whether `name=value` can be an environment variable (os.environ refuses '=' and NUL)."""
+    return isinstance(name, str) and bool(name) and "=" not in name and "\0" not in name and "\0" not in value
 
 
 class ActionRunner:
@@ -83,8 +95,9 @@ class ActionRunner:
         if self.initialized:
             return 403, {"error": REINIT_ERROR}
         env = value.get("env") or {}
-        if not isinstance(env, Mapping):
-            return 400, {"error": "init value.env must be an object of strings"}
+        if not isinstance(env, Mapping) or not all(_env_safe(k, env_text(v)) for k, v in env.items()):
+            return 400, {"error": "init value.env must be an object of environment names (no '=' or NUL) "
+                                  "to values (no NUL)"}
         if value.get("code"):
             log.warning("init sent code for %r; this image runs its built-in entry %s and ignores it",
                         value.get("name"), self.entry_spec)
@@ -102,6 +115,8 @@ class ActionRunner:
 
     def run(self, body: Mapping[str, Any]) -> dict:
         """One activation: set `__OW_*` from the body, call the entry, always return an object."""
+        if not all(_env_safe(k, env_text(v)) for k, v in body.items() if k != "value"):
+            return {"error": "run body context fields must be names (no '=' or NUL) with values (no NUL)"}
         self._export_context(body)
         value = body.get("value", {})
         if not isinstance(value, dict):
@@ -110,7 +125,10 @@ class ActionRunner:
             return {"error": "no action defined yet: POST /init first"}
         try:
             result = self.entry(value)
-        except Exception as exc:  # an application error: report it, keep the container warm
+        except OwtrainError as exc:  # refused on purpose (bad parameters, a hostile shard): no traceback
+            log.warning("activation failed: %s: %s", type(exc).__name__, exc)
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:  # a bug: report it with its traceback, keep the container warm
             traceback.print_exc()
             return {"error": f"{type(exc).__name__}: {exc}"}
         if not isinstance(result, dict):
@@ -133,10 +151,10 @@ class ActionRunner:
 def create_app(runner: ActionRunner) -> Flask:
     """The Flask app with `/init` and `/run` bound to `runner`."""
     app = Flask("owtrain-action")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # Flask answers 413 above it
 
     def body_object() -> dict | None:
-        data = request.get_json(force=True, silent=True)
-        return data if isinstance(data, dict) else None
+        return json_object(request.get_data(cache=False))
 
     @app.post("/init")
     def init() -> Response:

@@ -13,12 +13,14 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
@@ -133,8 +135,8 @@ def write_shard(path: Path, x: np.ndarray, y: np.ndarray, info: ShardInfo) -> di
 class _CappedReader(io.RawIOBase):
     """A read-only stream that raises `ShardCorrupt` once more than `cap` bytes were read from it.
 
-    It sits between gzip and tarfile, so even tar headers (pax records, long names) that tarfile
-    buffers whole cannot make the reader decompress more than `cap` bytes.
+    It sits between gzip and tarfile, so nothing tarfile reads (headers included) can make the
+    reader decompress more than `cap` bytes.
     """
 
     def __init__(self, inner: BinaryIO | gzip.GzipFile, cap: int, shard: str) -> None:
@@ -152,7 +154,50 @@ class _CappedReader(io.RawIOBase):
         return len(data)
 
 
-def _member_problem(member: tarfile.TarInfo, seen: dict[str, bytes], max_bytes: int) -> str | None:
+class _HeaderRefused(tarfile.HeaderError):
+    """A tar extension header over the shard's bounds (raised before tarfile reads it)."""
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that checks an extension header before tarfile reads it whole into memory.
+
+    tarfile buffers a pax or GNU long-name header in one read of its declared size and follows a
+    chain of them by recursion, so a small archive could make it allocate gigabytes or recurse
+    until RecursionError. Here every shard's extension headers together are bounded in count and
+    bytes, checked from the 512-byte block that declares them; sparse members are refused.
+    """
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        assert isinstance(tar, _BoundedTarFile)
+        if self.type == GNUTYPE_SPARSE:
+            raise _HeaderRefused(f"sparse member {self.name!r}")
+        if self.type in EXTENSION_TYPES:
+            tar.extension_count += 1
+            tar.extension_bytes += self.size
+            if tar.extension_count > MAX_EXTENSION_HEADERS or tar.extension_bytes > MAX_EXTENSION_BYTES:
+                raise _HeaderRefused(f"tar extension headers (pax, GNU long names) over {MAX_EXTENSION_HEADERS} "
+                                     f"headers or {MAX_EXTENSION_BYTES} bytes")
+        return super()._proc_member(tar)  # type: ignore[misc]
+
+
+class _BoundedTarFile(tarfile.TarFile):
+    """A TarFile that counts the extension headers `_BoundedTarInfo` let through."""
+
+    extension_count = 0
+    extension_bytes = 0
+
+
+GNUTYPE_SPARSE = tarfile.GNUTYPE_SPARSE
+EXTENSION_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+                   tarfile.GNUTYPE_LONGLINK)
+MAX_EXTENSION_HEADERS = 8
+MAX_EXTENSION_BYTES = 64 * 1024
+# A .npy header is a short dict literal; numpy's own default cap is 10000 bytes.
+MAX_NPY_HEADER = 10_000
+CHUNK = 1024 * 1024
+
+
+def _member_problem(member: tarfile.TarInfo, seen: dict[str, Any], max_bytes: int) -> str | None:
     """Why `member` may not be in a shard, or None when it is one of the expected files."""
     name = member.name
     if name.startswith("/") or os.path.isabs(name):
@@ -163,7 +208,7 @@ def _member_problem(member: tarfile.TarInfo, seen: dict[str, bytes], max_bytes: 
         return f"link {name!r} -> {member.linkname!r}"
     if member.ischr() or member.isblk() or member.isfifo():
         return f"device or fifo {name!r}"
-    if not member.isreg():
+    if not member.isreg() or member.sparse is not None:
         return f"not a regular file {name!r}"
     if name not in MEMBERS:
         return f"unexpected member {name!r}"
@@ -171,43 +216,93 @@ def _member_problem(member: tarfile.TarInfo, seen: dict[str, bytes], max_bytes: 
         return f"duplicate member {name!r}"
     if member.size > (MAX_MANIFEST_BYTES if name == "manifest.json" else max_bytes):
         return f"member {name!r} too large ({member.size} bytes)"
+    if name != "manifest.json" and "manifest.json" not in seen:
+        return f"{name!r} comes before manifest.json (the manifest must be the first member)"
     return None
 
 
-def _read_members(path: Path, max_bytes: int) -> dict[str, bytes]:
-    """The three members' bytes, after the structural checks on every tar header."""
+def _read_members(path: Path, max_bytes: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The manifest and the two arrays, checked as they stream: structure of every tar header,
+    the manifest before any array, each array's header and size before its data is read."""
     shard = str(path)
-    seen: dict[str, bytes] = {}
+    seen: dict[str, Any] = {}
     try:
         with open(path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
             capped = io.BufferedReader(_CappedReader(gz, max_bytes, shard))
-            with tarfile.open(fileobj=capped, mode="r|") as tar:
+            with _BoundedTarFile.open(fileobj=capped, mode="r|", tarinfo=_BoundedTarInfo) as tar:
                 for member in tar:
                     problem = _member_problem(member, seen, max_bytes)
                     if problem:
                         raise ShardCorrupt(f"shard {shard}: {problem}")
                     fileobj = tar.extractfile(member)
-                    seen[member.name] = fileobj.read(member.size) if fileobj else b""
-    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as exc:
+                    assert fileobj is not None  # a regular file always has one
+                    if member.name == "manifest.json":
+                        seen[member.name] = _parse_manifest(shard, fileobj.read(member.size))
+                    else:
+                        seen[member.name] = _read_npy(shard, member.name, fileobj, member.size,
+                                                      seen["manifest.json"]["members"][member.name])
+    except _HeaderRefused as exc:
+        raise ShardCorrupt(f"shard {shard}: {exc}") from exc
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise ShardCorrupt(f"shard {shard}: not a readable .tar.gz ({exc})") from exc
     missing = [name for name in MEMBERS if name not in seen]
     if missing:
         raise ShardCorrupt(f"shard {shard}: missing member(s) {', '.join(missing)}")
-    return seen
+    return seen["manifest.json"], {name: seen[name] for name in ("x.npy", "y.npy")}
 
 
-def _load_npy(shard: str, name: str, data: bytes) -> np.ndarray:
-    """Parse `.npy` bytes with pickles refused (an object array raises instead of running code)."""
-    if not data.startswith(b"\x93NUMPY"):
-        raise ShardCorrupt(f"shard {shard}: {name} is not a .npy file")
+def _parse_manifest(shard: str, data: bytes) -> dict[str, Any]:
     try:
-        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
-    except ValueError as exc:
+        manifest = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ShardCorrupt(f"shard {shard}: manifest.json is not valid JSON ({exc})") from exc
+    _check_manifest(shard, manifest)
+    return manifest
+
+
+def _read_npy(shard: str, name: str, stream: IO[bytes], size: int, entry: dict[str, Any]) -> np.ndarray:
+    """Parse one `.npy` member as it streams, refusing before its data is read whatever does not
+    add up: the manifest's size, the header (no object dtype, so nothing is ever unpickled), and
+    the data length its shape declares. Only then is a buffer of the member's size allocated,
+    filled while hashing, and checked against the manifest's sha256."""
+    if size != entry.get("size"):
+        raise ShardCorrupt(f"shard {shard}: sha256 or size of {name} does not match the manifest")
+    head = stream.read(min(size, MAX_NPY_HEADER + 16))
+    if not head.startswith(b"\x93NUMPY"):
+        raise ShardCorrupt(f"shard {shard}: {name} is not a .npy file")
+    fp = io.BytesIO(head)
+    try:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp, max_header_size=MAX_NPY_HEADER)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp, max_header_size=MAX_NPY_HEADER)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, SyntaxError, TypeError) as exc:
         raise ShardCorrupt(f"shard {shard}: {name} cannot be loaded safely ({exc})") from exc
+    if dtype.hasobject or fortran:
+        raise ShardCorrupt(f"shard {shard}: {name} cannot be loaded safely (object dtype or Fortran order: "
+                           "pickled arrays are never loaded)")
+    offset = fp.tell()
+    if math.prod(shape) * dtype.itemsize != size - offset:
+        raise ShardCorrupt(f"shard {shard}: {name} declares {dtype} {list(shape)} but holds {size - offset} "
+                           "bytes of data")
+    buffer = bytearray(size)
+    buffer[: len(head)] = head
+    view, filled = memoryview(buffer), len(head)
+    while filled < size:
+        got = stream.readinto(view[filled : min(size, filled + CHUNK)])  # type: ignore[attr-defined]
+        if not got:
+            raise ShardCorrupt(f"shard {shard}: {name} is cut short")
+        filled += got
+    if hashlib.sha256(buffer).hexdigest() != entry.get("sha256"):
+        raise ShardCorrupt(f"shard {shard}: sha256 or size of {name} does not match the manifest")
+    return np.frombuffer(buffer, dtype=dtype, offset=offset).reshape(shape)
 
 
-def _check_manifest(shard: str, manifest: Any, members: dict[str, bytes]) -> None:
-    """The manifest's format, member hashes and sizes; raises `ShardCorrupt` on the first problem."""
+def _check_manifest(shard: str, manifest: Any) -> None:
+    """The manifest's format and structure; raises `ShardCorrupt` on the first problem."""
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ShardCorrupt(f"shard {shard}: manifest format is not {FORMAT!r}")
     required = ("dataset", "split", "count", "x", "y", "classes", "normalisation", "members")
@@ -219,15 +314,11 @@ def _check_manifest(shard: str, manifest: Any, members: dict[str, bytes]) -> Non
         raise ShardCorrupt(f"shard {shard}: manifest x, y, normalisation, members or classes malformed")
     if not isinstance(manifest["count"], int):
         raise ShardCorrupt(f"shard {shard}: manifest count is not an integer")
-    if manifest["split"] not in SPLITS:
+    if not isinstance(manifest["split"], str) or manifest["split"] not in SPLITS:
         raise ShardCorrupt(f"shard {shard}: split {manifest['split']!r} is not one of {SPLITS}")
     for name in ("x.npy", "y.npy"):
-        entry = manifest["members"].get(name)
-        if not isinstance(entry, dict):
+        if not isinstance(manifest["members"].get(name), dict):
             raise ShardCorrupt(f"shard {shard}: manifest has no sha256 for {name}")
-        digest = hashlib.sha256(members[name]).hexdigest()
-        if digest != entry.get("sha256") or len(members[name]) != entry.get("size"):
-            raise ShardCorrupt(f"shard {shard}: sha256 or size of {name} does not match the manifest")
 
 
 def _check_arrays(shard: str, manifest: dict[str, Any], x: np.ndarray, y: np.ndarray) -> None:
@@ -261,14 +352,6 @@ def read_shard(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_SHARD_
     `max_bytes` caps the uncompressed size of the whole archive.
     """
     path = Path(path)
-    shard = str(path)
-    members = _read_members(path, max_bytes)
-    try:
-        manifest = json.loads(members["manifest.json"])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ShardCorrupt(f"shard {shard}: manifest.json is not valid JSON ({exc})") from exc
-    _check_manifest(shard, manifest, members)
-    x = _load_npy(shard, "x.npy", members["x.npy"])
-    y = _load_npy(shard, "y.npy", members["y.npy"])
-    _check_arrays(shard, manifest, x, y)
-    return Shard(manifest=manifest, x=x, y=y)
+    manifest, arrays = _read_members(path, max_bytes)
+    _check_arrays(str(path), manifest, arrays["x.npy"], arrays["y.npy"])
+    return Shard(manifest=manifest, x=arrays["x.npy"], y=arrays["y.npy"])

@@ -57,7 +57,7 @@ def verify_token(secret: str, job: str, token: str, now: float | None = None) ->
     Raises Unauthorized (malformed, bad signature, expired) or Forbidden (another job).
     """
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != PREFIX:
+    if not token.isascii() or len(parts) != 3 or parts[0] != PREFIX:  # header bytes may be any latin-1
         raise Unauthorized(f"malformed token: expected {PREFIX}.<payload>.<signature>")
     signed_part = f"{parts[0]}.{parts[1]}"
     if not hmac.compare_digest(_sign(secret, signed_part), parts[2]):

@@ -24,6 +24,8 @@ from typing import Any, Protocol
 from flask import Flask, Response, jsonify, request
 
 from owtrain.errors import BadRequest, OwtrainError, Unauthorized
+from owtrain.parse import json_object
+from owtrain.rejections import REJECTIONS
 from wsk.config import BridgeConfig
 from wsk.driver import Driver
 from wsk.events import check_authorization, is_shard, parse_notification
@@ -127,11 +129,11 @@ class Bridge:
         def events() -> tuple[Response, int]:
             try:
                 return jsonify(self.receive(request.headers.get("Authorization"),
-                                            request.get_json(force=True, silent=True))), 200
-            except Unauthorized as exc:
-                return jsonify(error=str(exc), reason="unauthorized"), 401
-            except BadRequest as exc:
-                return jsonify(error=str(exc), reason="bad_request"), 400
+                                            json_object(request.get_data(cache=False)))), 200
+            except (Unauthorized, BadRequest) as exc:
+                status, reason = (401, "unauthorized") if isinstance(exc, Unauthorized) else (400, "bad_request")
+                REJECTIONS.note(status, reason, request.method, request.path, str(exc))
+                return jsonify(error=str(exc), reason=reason), status
 
         @app.get("/status")
         def status() -> Response:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from owtrain.errors import BadRequest, Unauthorized
+from owtrain.parse import json_int
 
 CREATED = "s3:ObjectCreated:"
 
@@ -59,16 +60,15 @@ def parse_notification(body: Any) -> tuple[list[ObjectCreated], int]:
             name = record["eventName"]
             bucket = record["s3"]["bucket"]["name"]
             obj = record["s3"]["object"]
-            key = unquote_plus(obj["key"])
+            key = unquote_plus(obj["key"]) if isinstance(obj["key"], str) else None
         except (KeyError, TypeError) as exc:
             raise BadRequest(f"Records[{i}] lacks {exc} (expected eventName, s3.bucket.name, s3.object.key)") from exc
+        if key is None or not isinstance(obj, dict):
+            raise BadRequest(f"Records[{i}].s3.object must be an object with a string key")
         if not str(name).startswith(CREATED):
             other += 1
             continue
-        try:
-            size = int(obj.get("size") or 0)
-        except (TypeError, ValueError) as exc:
-            raise BadRequest(f"Records[{i}].s3.object.size is not a number: {obj.get('size')!r}") from exc
+        size = json_int(obj.get("size") or 0, f"Records[{i}].s3.object.size")
         created.append(ObjectCreated(bucket=str(bucket), key=key, etag=str(obj.get("eTag", "")), size=size))
     return created, other
 

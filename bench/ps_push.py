@@ -1,22 +1,32 @@
-"""Push throughput of the parameter server over loopback, against the transport's own limit.
+"""Push throughput of the parameter server against the bare stack and raw TCP loopback.
 
-Starts the real server (same Flask app, same gevent WSGI server) in a subprocess with one extra
-route, `POST /bench/sink`, that only reads the body. Then, for 1, 8 and 32 concurrent clients
-(threads, one HTTP session each), it pushes LeNet5-sized fp32 gradients (247 KB) to
-`/putGradient` and the same bodies to `/bench/sink` for a fixed time, and prints pushes/s, MB/s,
-p50/p99 latency and the ratio push/sink. Finally one client pushes a 45 MB update (an 11.25 M
-parameter model, ResNet-18-sized) a few times, to both endpoints.
+Three servers run side by side, each its own process, and the same external load generator
+(bench/loadgen.py: one process per client, one keep-alive connection each, closed loop) drives
+them in turn, interleaved: for every body size, client count and repeat, the real parameter
+server's `POST /putGradient` (`owtrain ps` as a user starts it, strategy `async`, rate limits off,
+a checkpoint folder so the journal and checkpoints are on unless `--ps-args` says otherwise), then
+a bare gevent WSGI app that only reads the body (bench/bare_wsgi.py, the same
+`owtrain.wsgi.NoDelayWSGIServer`), then a plain socket server that reads N bytes and answers
+(bench/tcp_loopback.py). Bodies: a LeNet5 fp32 gradient (248 kB) and a 45 MB one (11.25 M
+parameters, ResNet-18's size); every push carries its own sequence number, so each is applied.
 
-    .venv/bin/python bench/ps_push.py [--seconds 4] [--clients 1,8,32] [--big-pushes 5]
+For each cell it prints the median and the range (min–max) over the repeats of pushes/s, MB/s,
+p50 and p99 latency, the server's CPU per push (/proc/<pid>/stat) and its peak RSS, with the
+1-minute load average; `--out` also gets every repeat as JSON.
+
+    .venv/bin/python bench/ps_push.py [--seconds 2] [--repeats 3] [--clients 1,8,32] \\
+        [--big-clients 1] [--big-seconds 6] [--ps-args "--no-journal"] [--out bench/results/ps_push.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import statistics
 import sys
-import threading
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +34,11 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
+
+from loadgen import Target, measure  # noqa: E402
 
 from owtrain.codec import CONTENT_TYPE, encode_tensors  # noqa: E402
 from owtrain.models import build_model  # noqa: E402
@@ -32,6 +46,9 @@ from param_server.auth import mint_token  # noqa: E402
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http  # noqa: E402
 
 SECRET, JOB = "bench-secret", "bench"
+SEQ_WIDTH = 12
+SEQ_MARK = "9" * SEQ_WIDTH  # placeholder the load generator overwrites with each request's number
+TARGETS = ("ps", "bare", "tcp")
 
 
 class Wide(nn.Module):
@@ -45,120 +62,135 @@ class Wide(nn.Module):
         return self.net(x)
 
 
-def serve(model: str, port: int) -> None:
-    """Server side: the real app plus a sink route on the same stack."""
-    from flask import request
-
-    from param_server.app import create_app
-    from param_server.config import PSConfig
-    from param_server.runtime import Runtime
-    from param_server.serve import serve_runtime
-
-    torch.set_num_threads(1)
-    cfg = PSConfig(job=JOB, secret=SECRET, model=model, port=port, strategy="async", lr=1e-6, worker_rate=0,
-                   global_rate=0, checkpoint_dir=None)
-    rt = Runtime(cfg)
-    app = create_app(rt)
-
-    @app.post("/bench/sink")
-    def sink():
-        body = request.get_data(cache=False)
-        return {"status": "read", "bytes": len(body)}
-
-    serve_runtime(rt, app)
+def push_body(model: nn.Module, folder: Path, name: str) -> tuple[Path, int]:
+    """A gradient push body for `model` (no `worker` in the metadata: the token names it) and the
+    offset of its sequence-number field."""
+    grads = {n: torch.full(tuple(p.shape), 1e-3) for n, p in model.named_parameters()}
+    body = encode_tensors(grads, {"seq": SEQ_MARK, "base_version": "0", "kind": "grad", "samples": "64",
+                                  "loss": "1.0"})
+    offset = body.find(SEQ_MARK.encode())
+    assert offset > 0 and body.find(SEQ_MARK.encode(), offset + 1) < 0, "the seq placeholder must be unique"
+    path = folder / name
+    path.write_bytes(body)
+    return path, offset
 
 
-def run_clients(url: str, path: str, spec: dict, clients: int, seconds: float | None, pushes: int | None) -> dict:
-    """Push from `clients` threads for `seconds` (or `pushes` each); return rate and latency stats."""
-    import requests
-
-    latencies: list[float] = []
-    sizes: list[int] = []
-    lock = threading.Lock()
-    start_evt = threading.Event()
-    deadline: list[float] = [0.0]
-
-    def worker(i: int) -> None:
-        name = f"c{i}-{path.strip('/').replace('/', '_')}"
-        session = requests.Session()
-        headers = {"Authorization": f"Bearer {mint_token(SECRET, JOB, name, 3600)}", "Content-Type": CONTENT_TYPE}
-        grads = {n: torch.full(shape, 1e-3) for n, (shape, _) in spec.items()}
-        start_evt.wait()
-        seq = 0
-        while (pushes is None and time.monotonic() < deadline[0]) or (pushes is not None and seq < pushes):
-            body = encode_tensors(grads, {"worker": name, "seq": seq, "base_version": 0, "kind": "grad"})
-            t0 = time.perf_counter()
-            resp = session.post(url + path, data=body, headers=headers, timeout=120)
-            dt = time.perf_counter() - t0
-            if resp.status_code != 200:
-                raise RuntimeError(f"{path} answered {resp.status_code}: {resp.text[:200]}")
-            with lock:
-                latencies.append(dt)
-                sizes.append(len(body))
-            seq += 1
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    time.sleep(0.5)
-    t_start = time.monotonic()
-    deadline[0] = t_start + (seconds or 0)
-    start_evt.set()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - t_start
-    lat = sorted(latencies)
-    return {"n": len(lat), "per_s": len(lat) / wall, "mb_s": sum(sizes) / wall / 1e6,
-            "p50_ms": 1000 * statistics.median(lat), "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]}
-
-
-def start_server(model: str, env: dict) -> tuple[ServiceProcess, str]:
+def start_servers(model: str, folder: Path, ps_args: list[str]) -> dict[str, tuple[ServiceProcess, int]]:
+    """The parameter server for `model`, the bare WSGI app and the TCP server, each on its own port."""
+    env = {"PYTHONPATH": f"{BENCH}:{ROOT}", "OWTRAIN_LOG": "WARNING", "OWTRAIN_JOB_SECRET": SECRET}
+    servers: dict[str, tuple[ServiceProcess, int]] = {}
     port = free_port()
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"ps_push_{port}.log"
-    proc = ServiceProcess([PYTHON, str(Path(__file__).resolve()), "--serve", model, "--port", str(port)], log, env=env)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/getVersion", timeout=120, proc=proc.proc)
-    return proc, url
+    argv = [PYTHON, "-m", "owtrain.cli", "ps", "--model", model, "--host", "127.0.0.1", "--port", str(port),
+            "--job", JOB, "--strategy", "async", "--lr", "1e-6", "--worker-rate", "0", "--global-rate", "0",
+            "--checkpoint-dir", str(folder / f"ckpt-{port}"), *ps_args]
+    servers["ps"] = (ServiceProcess(argv, folder / f"ps-{port}.log", env=env), port)
+    for name, script in (("bare", "bare_wsgi.py"), ("tcp", "tcp_loopback.py")):
+        port = free_port()
+        proc = ServiceProcess([PYTHON, str(BENCH / script), "--port", str(port)], folder / f"{name}-{port}.log", env=env)
+        servers[name] = (proc, port)
+    wait_http(f"http://127.0.0.1:{servers['ps'][1]}/getVersion", timeout=120, proc=servers["ps"][0].proc)
+    time.sleep(0.5)  # the two small servers listen within milliseconds of their start
+    return servers
 
 
-def row(label: str, push: dict, sink: dict) -> str:
-    return (f"| {label} | {push['per_s']:.0f} | {push['mb_s']:.0f} | {push['p50_ms']:.1f} | {push['p99_ms']:.1f} | "
-            f"{sink['per_s']:.0f} | {sink['mb_s']:.0f} | {sink['p99_ms']:.1f} | {push['per_s'] / sink['per_s']:.2f} |")
+def cell(name: str, servers: dict, body: Path, offset: int, clients: int, seconds: float, run_id: str) -> dict:
+    proc, port = servers[name]
+    if name == "ps":
+        workers = [f"{run_id}-c{i}" for i in range(clients)]
+        headers = [{"Authorization": f"Bearer {mint_token(SECRET, JOB, w, 3600)}", "Content-Type": CONTENT_TYPE}
+                   for w in workers]
+        target = Target("127.0.0.1", port, "/putGradient", body, headers, offset, SEQ_WIDTH)
+    else:
+        target = Target("127.0.0.1", port, "/sink", body, [{"Content-Type": CONTENT_TYPE}], offset, SEQ_WIDTH)
+    out = measure(target, clients, seconds, warmup=min(1.0, seconds / 2), server_pid=proc.pid)
+    if out["errors"] or not out["n"]:
+        raise RuntimeError(f"{name} with {clients} clients: {out['errors']} errors, first: {out['first_error']}; "
+                           f"server log: {proc.log_text()[-2000:]}")
+    return out
+
+
+def summary(runs: list[dict]) -> dict:
+    """Median and (min, max) of each figure over the repeats."""
+    out: dict = {}
+    for key in ("per_s", "mb_s", "p50_ms", "p99_ms", "cpu_ms_per_req", "cpu_cores", "peak_rss_mb", "loadavg_1m"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            out[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    return out
+
+
+def fmt(s: dict, key: str, digits: int = 0) -> str:
+    v = s.get(key)
+    if v is None:
+        return "–"
+    digits = max(digits, 1) if v["median"] < 10 else digits  # a few pushes per second keep a decimal
+    return f"{v['median']:,.{digits}f} ({v['min']:,.{digits}f}–{v['max']:,.{digits}f})"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--serve", metavar="MODEL", help=argparse.SUPPRESS)
-    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--seconds", type=float, default=4.0, help="measuring time per (endpoint, clients) cell")
-    ap.add_argument("--clients", default="1,8,32", help="comma-separated client counts")
-    ap.add_argument("--big-pushes", type=int, default=5, help="pushes of the 45 MB update (0 skips it)")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=2.0, help="measuring window per cell (after a warm-up)")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every cell")
+    ap.add_argument("--clients", default="1,8,32", help="client counts for the LeNet5 body")
+    ap.add_argument("--big-clients", default="1", help="client counts for the 45 MB body ('' skips it)")
+    ap.add_argument("--big-seconds", type=float, default=6.0,
+                    help="measuring window for the 45 MB body (a push can take a second: keep several per window)")
+    ap.add_argument("--ps-args", default="", help="extra `owtrain ps` options, e.g. \"--no-journal\"")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ps_push.json", help="JSON of every run")
     args = ap.parse_args()
-    if args.serve:
-        serve(args.serve, args.port)
-        return
-    torch.set_num_threads(1)
-    env = {"PYTHONPATH": f"{Path(__file__).resolve().parent}:{ROOT}", "OWTRAIN_LOG": "WARNING"}
-    print("| clients | push/s | push MB/s | push p50 ms | push p99 ms | sink/s | sink MB/s | sink p99 ms | push/sink |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    proc, url = start_server("lenet5", env)
+    if args.repeats < 1 or args.seconds <= 0:
+        ap.error("--repeats must be at least 1 and --seconds positive")
     try:
-        spec = {n: (tuple(p.shape), p.dtype) for n, p in build_model("lenet5").named_parameters()}
-        for clients in (int(c) for c in args.clients.split(",")):
-            sink = run_clients(url, "/bench/sink", spec, clients, args.seconds, None)
-            push = run_clients(url, "/putGradient", spec, clients, args.seconds, None)
-            print(row(str(clients), push, sink), flush=True)
-    finally:
-        proc.stop()
-    if args.big_pushes:
-        proc, url = start_server("ps_push:Wide", env)
-        try:
-            spec = {n: (tuple(p.shape), p.dtype) for n, p in Wide().named_parameters()}
-            sink = run_clients(url, "/bench/sink", spec, 1, None, args.big_pushes)
-            push = run_clients(url, "/putGradient", spec, 1, None, args.big_pushes)
-            print(row("1 (45 MB update)", push, sink), flush=True)
-        finally:
-            proc.stop()
+        lenet = [int(c) for c in args.clients.split(",") if c]
+        big = [int(c) for c in args.big_clients.split(",") if c]
+    except ValueError:
+        ap.error("--clients and --big-clients are comma-separated integers, e.g. 1,8,32")
+    ps_args = shlex.split(args.ps_args)
+    torch.set_num_threads(1)
+    results: list[dict] = []
+    print(f"load average at the start: {os.getloadavg()[0]:.2f}; cores: {os.cpu_count()}; ps args: {ps_args}")
+    with tempfile.TemporaryDirectory(prefix="ps_push-") as tmp:
+        folder = Path(tmp)
+        for label, model, make, counts, seconds in (
+                ("lenet5 248 kB", "lenet5", lambda: build_model("lenet5"), lenet, args.seconds),
+                ("45 MB", "ps_push:Wide", Wide, big, args.big_seconds)):
+            if not counts:
+                continue
+            body, offset = push_body(make(), folder, f"{model.replace(':', '_')}.bin")
+            servers = start_servers(model, folder, ps_args)
+            try:
+                for repeat in range(args.repeats):
+                    for clients in counts:
+                        for name in TARGETS:  # interleaved: ps, bare, tcp, then the next cell
+                            run_id = f"r{repeat}-n{clients}"
+                            out = cell(name, servers, body, offset, clients, seconds, run_id)
+                            results.append({"body": label, "bytes": body.stat().st_size, "target": name,
+                                            "repeat": repeat, **out})
+                            print(f"  {label} {name:4s} clients {clients:2d} repeat {repeat}: {out['per_s']:8.1f}/s "
+                                  f"p99 {out['p99_ms']:7.1f} ms cpu/req {out.get('cpu_ms_per_req') or 0:6.2f} ms "
+                                  f"load {out['loadavg_1m']:.2f}", flush=True)
+            finally:
+                for proc, _ in servers.values():
+                    proc.stop()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "ps_args": ps_args, "runs": results}, indent=1))
+    print_table(results)
+
+
+def print_table(results: list[dict]) -> None:
+    print("\n| body | clients | server | push/s | MB/s | p50 ms | p99 ms | CPU ms/push | server cores | "
+          "peak RSS MB | vs bare | vs TCP | load avg |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    cells = sorted({(r["body"], r["clients"]) for r in results}, key=lambda c: (c[0] != "lenet5 248 kB", c[1]))
+    for body, clients in cells:
+        stats = {t: summary([r for r in results if (r["body"], r["clients"], r["target"]) == (body, clients, t)])
+                 for t in TARGETS}
+        for t in TARGETS:
+            s = stats[t]
+            ratio = {ref: s["per_s"]["median"] / stats[ref]["per_s"]["median"] for ref in ("bare", "tcp")}
+            print(f"| {body} | {clients} | {t} | {fmt(s, 'per_s')} | {fmt(s, 'mb_s')} | {fmt(s, 'p50_ms', 1)} | "
+                  f"{fmt(s, 'p99_ms', 1)} | {fmt(s, 'cpu_ms_per_req', 2)} | {fmt(s, 'cpu_cores', 2)} | "
+                  f"{fmt(s, 'peak_rss_mb')} | {ratio['bare']:.2f}× | {ratio['tcp']:.2f}× | {fmt(s, 'loadavg_1m', 1)} |")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ PROVIDERS = (
     "actions.cli",
     "wsk.cli",
     "owtrain.local_cli",
-    "serving.cli",
 )
 
 log = logging.getLogger("owtrain")
@@ -42,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+            if exc.name != name and not name.startswith(f"{exc.name}."):
+                raise  # the part is there but something it imports is not: a real error
+            continue  # the part is not installed (the action image ships only the action's parts)
         module.register(sub)
     return parser
 

@@ -11,8 +11,11 @@ import logging
 import os
 import re
 import secrets
+import sys
 import time
+from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from owtrain.errors import ConfigError
 from owtrain.local_config import (
@@ -26,6 +29,9 @@ from owtrain.local_config import (
     S3Settings,
 )
 
+if TYPE_CHECKING:
+    from owtrain.local_run import Outcome
+
 log = logging.getLogger(__name__)
 
 
@@ -38,20 +44,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the uploads start the training activations (local action processes, or OpenWhisk with "
                     "--openwhisk) until the target test accuracy or --max-epochs. Prints the dashboard URL "
                     "first and the final test accuracy last; writes the model and a report in the run folder. "
-                    "Ctrl-C stops everything and leaves a checkpoint: continue with --resume RUN_DIR.",
+                    "Ctrl-C stops everything within about two seconds and leaves a checkpoint: continue with "
+                    "--resume RUN_DIR. Exit status: 0 target reached (or none set), 1 failed, 2 usage error, "
+                    "3 finished without reaching the target, 130 interrupted.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
-    a("--dataset", default="mnist", help="mnist, fashion-mnist, or a path: IDX folder, .npz file "
+    a("--dataset", default=_default("dataset"), help="mnist, fashion-mnist, or a path: IDX folder, .npz file "
                                          "(x_train, y_train, x_test, y_test) or a folder of images per class")
-    a("--model", default="lenet5",
+    a("--model", default=_default("model"),
       help="registered model (lenet5, mlp, cnn32, resnet18, resnet18-32) or package.module:Class")
-    a("--workers", type=int, default=2, help="train shards = activations running at once")
-    a("--strategy", default="async",
+    a("--workers", type=int, default=_default("workers"), help="train shards = activations running at once")
+    a("--strategy", default=_default("strategy"),
       help="parameter-server aggregation: async[:damping=D] | sync:k=K[,timeout=T] | bounded:s=S[,mode=reject|damp]")
-    a("--compression", default="none", help="update compression: none, fp16, bf16, int8 or topk:R")
-    a("--target-accuracy", type=float, default=0.98,
+    a("--compression", default=_default("compression"), help="update compression: none, fp16, bf16, int8 or topk:R")
+    a("--target-accuracy", type=float, default=_default("target_accuracy"),
       help="stop when the server's test accuracy reaches this (0 < A <= 1); 0 disables the target")
-    a("--max-epochs", type=int, default=10, help="epochs over each shard at most")
+    a("--max-epochs", type=int, default=_default("max_epochs"), help="epochs over each shard at most")
     a("--mode", default=DEFAULT_MODE, choices=("grad", "delta"),
       help="grad: push gradients (the server's optimiser steps); delta: local SGD, push model deltas")
     a("--lr", type=float, default=DEFAULT_LR, help="learning rate (the workers' in delta mode, the server's in grad)")
@@ -60,15 +68,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a("--batch-size", type=int, default=DEFAULT_BATCH, help="mini-batch size of each worker (batch_sz_train)")
     a("--update-interval", type=int, default=DEFAULT_UPDATE_INTERVAL,
       help="batches between pushes (update_intv)")
-    a("--time-budget", type=float, default=15.0,
+    a("--time-budget", type=float, default=_default("time_budget_s"),
       help="seconds each activation trains before it returns its cursor and the driver re-invokes it")
-    a("--action-timeout-ms", type=int, default=60_000, help="action time limit (OpenWhisk's default 60000)")
+    a("--action-timeout-ms", type=int, default=_default("action_timeout_ms"), help="action time limit (OpenWhisk's default 60000)")
     a("--action-memory-mb", type=int, default=512,
       help="local action containers' memory limit (resnet18 needs 768; OpenWhisk's default maximum is 512)")
     a("--limit", type=int, default=None, help="use only the first N train and N test samples, for quick trials "
                                                "(None: all)")
-    a("--seed", type=int, default=0, help="seed of the initial weights and of the shuffling")
-    a("--eval-interval", type=float, default=2.0, help="seconds between the server's test-set evaluations")
+    a("--seed", type=int, default=_default("seed"), help="seed of the initial weights and of the shuffling")
+    a("--eval-interval", type=float, default=_default("eval_interval_s"), help="seconds between the server's test-set evaluations")
     a("--run-dir", type=Path, default=None, help="run folder (None: runs/<dataset>-<time>)")
     a("--resume", type=Path, default=None, metavar="RUN_DIR",
       help="continue an interrupted run from its folder (its saved settings win over the other options)")
@@ -84,6 +92,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
       help="host name the actions use to reach the parameter server and the embedded S3")
     a("--no-progress", action="store_true", help="no progress bars (log lines only)")
     p.set_defaults(func=cmd_local)
+
+    ap = subparsers.add_parser(
+        "action-params", help="write one parameter file per train shard for `wsk action invoke --param-file`",
+        description="For scripts/fanout.sh: read a shard list (`owtrain presign`), mint each worker's token from "
+                    "$OWTRAIN_JOB_SECRET and write DIR/wN.json (mode 0600) with the action's parameters: the shard's "
+                    "presigned URL and sha256, $OWTRAIN_PS_URL, $OWTRAIN_JOB, and the same training parameters as "
+                    "`owtrain local` (overridable with -p). Prints 'wN FILE' per shard. No secret is ever passed "
+                    "on a command line, where every user of the machine could read it.")
+    ap.add_argument("shards", type=Path, help="shard list JSON written by `owtrain presign`")
+    ap.add_argument("--out", type=Path, required=True, help="folder for the parameter files (created, mode 0700)")
+    ap.add_argument("--epochs", type=int, default=1, help="epoch_n: epochs over each shard")
+    ap.add_argument("--token-ttl", type=float, default=24 * 3600.0, help="seconds the worker tokens are valid")
+    ap.add_argument("-p", "--param", nargs=2, action="extend", default=[], metavar=("KEY", "VALUE"),
+                    help="override a training parameter, e.g. -p lr 0.05 (VALUE parsed as JSON, as `wsk` does)")
+    ap.set_defaults(func=cmd_action_params)
+
+
+def _default(name: str) -> object:
+    """A setting's default, from the one place that declares it (`LocalConfig`)."""
+    return next(f.default for f in fields(LocalConfig) if f.name == name)
 
 
 def config_from_args(args: argparse.Namespace) -> LocalConfig:
@@ -114,30 +142,109 @@ def config_from_args(args: argparse.Namespace) -> LocalConfig:
     )
 
 
+# Exit statuses of `owtrain local` (README, "Exit codes"); the last line printed says which and why.
+EXIT_OK = 0              # the target was reached (or none was set and every epoch was trained)
+EXIT_FAILED = 1          # an error stopped the run, or a shard's chain failed for good
+EXIT_USAGE = 2           # a bad option or a run folder that cannot be used; nothing was started
+EXIT_TARGET_MISSED = 3   # every epoch was trained but the target accuracy was not reached
+EXIT_INTERRUPTED = 130   # Ctrl-C (SIGINT): checkpointed and stopped; `--resume` continues
+
+
 def cmd_local(args: argparse.Namespace) -> int:
-    """Run and print the outcome; exit 0 when the target was reached (or none was set) and no shard's
-    chain failed for good, 1 otherwise, 130 on Ctrl-C."""
+    """Check every option, run, print the outcome and end with one sentence that says how the run
+    ended; returns one of the EXIT_* statuses above."""
+    from owtrain.errors import OwtrainError
+    from owtrain.local_config import check_components
+
+    try:
+        cfg = config_from_args(args)
+        if cfg.openwhisk:
+            from wsk.config import load_wsk_config
+
+            load_wsk_config(os.environ)  # credentials present and well-formed, before any work
+        check_components(cfg)
+    except ConfigError as exc:
+        return usage_error(exc)
     import torch
 
-    from owtrain.errors import OwtrainError
     from owtrain.local_run import run_local
 
     torch.set_num_threads(1)
+    print(f"run folder: {cfg.run_dir}", flush=True)
     try:
-        cfg = config_from_args(args)
-        print(f"run folder: {cfg.run_dir}", flush=True)
         outcome = run_local(cfg)
+    except ConfigError as exc:  # the folder is in use, or its server port is taken: nothing was started
+        return usage_error(exc)
     except OwtrainError as exc:
         log.error("%s", exc)
-        return 1
+        return _result(EXIT_FAILED, f"failed: {exc}")
     print(f"report: {outcome.report}")
-    print(f"final model: version {outcome.version}, test loss "
+    print(f"final model: version {outcome.version} (saved as {cfg.run_dir / 'model.safetensors'}), test loss "
           f"{'-' if outcome.loss is None else f'{outcome.loss:.4f}'}")
     accuracy = "-" if outcome.accuracy is None else f"{outcome.accuracy:.4f}"
     print(f"final test accuracy: {accuracy}", flush=True)
+    return _result(*_ending(cfg, outcome))
+
+
+def _ending(cfg: LocalConfig, outcome: Outcome) -> tuple[int, str]:
+    """The exit status and the sentence that says why."""
     if outcome.interrupted:
-        return 130
+        return EXIT_INTERRUPTED, (f"interrupted: the job was closed and checkpointed at version {outcome.version}; "
+                                  f"continue with `owtrain local --resume {cfg.run_dir}`")
     if outcome.failed_chains:
-        print(f"{len(outcome.failed_chains)} shard chain(s) failed; see failed_chains in the report")
-        return 1
-    return 0 if outcome.reached_target or cfg.target_accuracy is None else 1
+        return EXIT_FAILED, (f"failed: {len(outcome.failed_chains)} shard chain(s) failed for good; "
+                             "see failed_chains in the report")
+    if cfg.target_accuracy is None:
+        return EXIT_OK, f"finished: every shard trained {cfg.max_epochs} epoch(s) (no target accuracy was set)"
+    if outcome.reached_target:
+        return EXIT_OK, f"target reached: accuracy {cfg.target_accuracy:g} or more"
+    return EXIT_TARGET_MISSED, (f"target missed: {cfg.max_epochs} epoch(s) trained without reaching accuracy "
+                                f"{cfg.target_accuracy:g}; train longer (--max-epochs) or lower --target-accuracy")
+
+
+def _result(status: int, sentence: str) -> int:
+    print(f"result: {sentence} (exit {status})", flush=True)
+    return status
+
+
+def usage_error(exc: Exception) -> int:
+    """Print a usage error as argparse does (no traceback) and return its status, 2."""
+    print(f"owtrain local: error: {exc}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+def cmd_action_params(args: argparse.Namespace) -> int:
+    """Write the fan-out's parameter files (see the sub-command's description)."""
+    import json
+
+    from owtrain.errors import BadRequest
+    from param_server.auth import mint_token
+    from wsk.cli import parse_params
+    from wsk.shardlist import load_train_shards
+
+    ps_url, secret = os.environ.get("OWTRAIN_PS_URL"), os.environ.get("OWTRAIN_JOB_SECRET")
+    if not ps_url or not secret:
+        raise ConfigError("set OWTRAIN_PS_URL (the parameter server) and OWTRAIN_JOB_SECRET (the job secret)")
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
+    job = os.environ.get("OWTRAIN_JOB") or "job"
+    training = dict(LocalConfig(run_dir=Path("."), job=job).action_params())
+    overrides = dict(parse_params(args.param))
+    if unknown := sorted(set(overrides) - set(training)):
+        raise ConfigError(f"-p {', '.join(unknown)}: not a training parameter; choose from {', '.join(training)}")
+    try:
+        shards = load_train_shards(args.shards)
+    except BadRequest as exc:
+        raise ConfigError(str(exc)) from None
+    args.out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for n, entry in enumerate(shards, start=1):
+        worker = f"w{n}"
+        params = {**training, **overrides, "dataset_url": entry["url"], "dataset_sha256": entry["sha256"],
+                  "apihost": ps_url, "job": job, "worker": worker, "epoch_n": args.epochs,
+                  "ps_token": mint_token(secret, job, worker, args.token_ttl)}
+        path = args.out / f"{worker}.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(params, f)
+        print(f"{worker} {path}")
+    return 0

@@ -11,6 +11,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from owtrain.errors import ConfigError
 
@@ -59,7 +60,7 @@ class LocalConfig:
     momentum: float = DEFAULT_MOMENTUM
     batch_size: int = DEFAULT_BATCH
     update_interval: int = DEFAULT_UPDATE_INTERVAL
-    time_budget_s: float = 50.0
+    time_budget_s: float = 15.0
     limit: int | None = None
     seed: int = 0
     eval_interval_s: float = 2.0
@@ -87,10 +88,31 @@ class LocalConfig:
                               "its cursor before it is killed)")
         if self.limit is not None and self.limit < self.workers:
             raise ConfigError("--limit must leave at least one sample per worker")
+        if self.mode not in ("grad", "delta"):
+            raise ConfigError(f"--mode {self.mode!r}: choose grad or delta")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
+        for flag, value in (("--batch-size", self.batch_size), ("--update-interval", self.update_interval)):
+            if value < 1:
+                raise ConfigError(f"{flag} must be at least 1, got {value}")
+        if not self.eval_interval_s > 0 or not self.time_budget_s > 0:
+            raise ConfigError("--eval-interval and --time-budget must be positive seconds")
+        if not 100 <= self.action_timeout_ms <= 300_000:
+            raise ConfigError(f"--action-timeout-ms must be in 100..300000 (OpenWhisk's limits), "
+                              f"got {self.action_timeout_ms}")
 
     def __repr__(self) -> str:
         return (f"LocalConfig(run_dir={str(self.run_dir)!r}, job={self.job!r}, dataset={self.dataset!r}, "
                 f"model={self.model!r}, workers={self.workers}, strategy={self.strategy!r}, mode={self.mode!r})")
+
+    def action_params(self) -> tuple[tuple[str, object], ...]:
+        """The action's training parameters (Contract 3 names), the same for every activation of the
+        run; `owtrain action-params` gives a deployment's fan-out the same ones."""
+        return (("batch_sz_train", self.batch_size), ("update_intv", self.update_interval), ("mode", self.mode),
+                ("lr", self.lr), ("momentum", self.momentum), ("compression", self.compression),
+                ("time_budget_s", self.time_budget_s), ("seed", self.seed), ("threads", 1), ("device", "cpu"))
 
     def save(self) -> Path:
         """Write the config as JSON (mode 0600: it names the S3 credentials of `--s3-endpoint`)."""
@@ -120,3 +142,59 @@ class LocalConfig:
             return replace(cls(**data), **overrides)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{path} is not a valid run configuration: {exc}") from exc
+
+
+def check_components(cfg: LocalConfig) -> None:
+    """Check the options whose valid values live in other parts' registries (dataset, strategy,
+    model, compression, S3 endpoint), before any work starts; ConfigError names the option, what
+    was wrong and the valid choices.
+
+    The dataset and S3 checks are cheap; the registries of strategies, models and compressions
+    import torch (a second or two), which the run needs anyway.
+    """
+    from dataset_packer.sources import check_source
+
+    try:
+        check_source(cfg.dataset)
+    except ValueError as exc:
+        raise ConfigError(f"--dataset: {exc}") from None
+    if cfg.s3 is not None:
+        url = urlsplit(cfg.s3.endpoint)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(f"--s3-endpoint {cfg.s3.endpoint!r} must be http(s)://host[:port]")
+    check_model(cfg.model)
+    from owtrain.compression import make_compressor
+    from param_server.strategies import parse_strategy
+
+    try:
+        parse_strategy(cfg.strategy)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--strategy {cfg.strategy!r}: {exc}") from None
+    try:
+        make_compressor(cfg.compression)
+    except ValueError as exc:
+        raise ConfigError(f"--compression {cfg.compression!r}: {exc}") from None
+
+
+def check_model(name: str) -> None:
+    """ConfigError unless `name` is a registered model or an importable `package.module:Class` model."""
+    import importlib
+
+    from torch import nn
+
+    from owtrain.models import MODELS
+
+    if name in MODELS:
+        return
+    choices = f"choose one of {', '.join(sorted(MODELS))} or give package.module:Class"
+    module_name, sep, cls_name = name.partition(":")
+    if not sep or not module_name or not cls_name:
+        raise ConfigError(f"--model {name!r} is not a registered model; {choices}")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except ImportError as exc:
+        raise ConfigError(f"--model {name!r}: cannot import {module_name!r} ({exc}); {choices}") from None
+    except AttributeError:
+        raise ConfigError(f"--model {name!r}: module {module_name!r} has no {cls_name!r}; {choices}") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(f"--model {name!r} is not a torch.nn.Module subclass; {choices}")

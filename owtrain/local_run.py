@@ -34,9 +34,18 @@ from dataset_packer.config import StoreConfig, default_data_dir
 from owtrain.errors import ConfigError, OwtrainError
 from owtrain.local_config import LocalConfig
 from owtrain.local_progress import EpochBars
-from owtrain.local_services import LocalBridge, free_port, start_bridge, start_invoker, start_ps
+from owtrain.local_services import (
+    LocalBridge,
+    check_port_free,
+    free_port,
+    start_bridge,
+    start_invoker,
+    start_ps,
+)
+from owtrain.local_sessions import Session, record_session
 from owtrain.ps_client import PSClient
 from owtrain.report import Point, RunRecord, eval_point, train_points, write_report
+from owtrain.run_lock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,12 @@ SECRET_FILE = "secret"
 SHARDS_DIR = "shards"
 WATCH_INTERVAL_S = 0.5
 FINAL_EVAL_WAIT_S = 60.0
+# Ctrl-C: how long running activations may take to return after the job is closed (they return at
+# their next push, every few tenths of a second) and how long to wait for the server to evaluate
+# the final version, before stopping anyway; together about two seconds.
+INTERRUPT_GRACE_S = 1.0
+INTERRUPT_EVAL_WAIT_S = 1.0
+INTERRUPT_REASON = "owtrain local was interrupted (Ctrl-C); `owtrain local --resume` continues the run"
 
 
 @dataclass(frozen=True)
@@ -60,12 +75,25 @@ class Outcome:
 
 
 def run_local(cfg: LocalConfig) -> Outcome:
-    """Train end to end as described in the module docstring; KeyboardInterrupt ends it cleanly."""
+    """Train end to end as described in the module docstring; KeyboardInterrupt ends it cleanly.
+
+    The run folder's lock (`owtrain.run_lock`) is held throughout: a second session on the same
+    folder, or one that finds an earlier session's processes or another process on the server's
+    port, is refused with ConfigError before any work starts.
+    """
+    lock = RunLock.acquire(cfg.run_dir)
+    try:
+        return _run(cfg)
+    finally:
+        lock.close()
+
+
+def _run(cfg: LocalConfig) -> Outcome:
     started = time.time()
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.ps_port == 0:
         # The port is part of the job's identity in the driver's state: a resumed run reuses it.
         cfg = replace(cfg, ps_port=free_port(cfg.bind_host))
+    check_port_free(cfg.bind_host, cfg.ps_port)
     cfg.save()
     secret_file = _job_secret(cfg.run_dir)
     secret = secret_file.read_text().strip()
@@ -87,31 +115,31 @@ def run_local(cfg: LocalConfig) -> Outcome:
                 watch(cfg, admin, bridge, bars, evals)                              # until target / epochs
         except KeyboardInterrupt:
             interrupted = True
-            print("\ninterrupted: checkpointing and stopping every process (resume with "
+            print("\ninterrupted: closing the job, checkpointing and stopping every process (resume with "
                   f"`owtrain local --resume {cfg.run_dir}`)", file=sys.stderr, flush=True)
         with _no_interrupts():
             end = wind_down(cfg, admin, bridge, ps.url, evals, interrupted)
             bars.close(end.status, end.final)
+    session = Session(started=started, finished=time.time(), updates_applied=int(end.status["updates"]["applied"]),
+                      rejected=end.status["updates"].get("rejected", {}), interrupted=interrupted,
+                      points=train_points(end.history) + evals)
+    run = record_session(cfg.run_dir, session)  # the report covers every session of the run
     record = RunRecord(
         config={**_public(cfg), "samples_per_epoch": samples_per_epoch, "dashboard": f"{ps.url}/dashboard"},
-        points=train_points(end.history) + evals, activations=end.activations,
-        updates_applied=int(end.status["updates"]["applied"]), rejected=end.status["updates"].get("rejected", {}),
-        started=started, finished=time.time(), target_accuracy=cfg.target_accuracy, interrupted=interrupted,
+        points=run.points, activations=end.activations, updates_applied=run.updates_applied, rejected=run.rejected,
+        started=run.started, finished=session.finished, target_accuracy=cfg.target_accuracy, interrupted=interrupted,
         extra={"epochs": bars.lines, "rollback": _rollback_targets(end.status, cfg.run_dir),
-               "restored": end.restored, "failed_chains": end.failed},
+               "restored": end.restored, "failed_chains": end.failed, "sessions": run.sessions,
+               "saved_version": end.params[0] if end.params else None},
     )
     model, shape = _model(cfg, end.params)
     report = write_report(cfg.run_dir, record, model, shape)
-    if model is not None:  # the final model becomes the next version in RUN_DIR/models (docs/serving.md)
-        from serving.publish import publish_run
-
-        evaluated = end.final.get("evaluated_version") == (end.params[0] if end.params else None)
-        test = {"accuracy": end.final.get("accuracy"), "loss": end.final.get("loss")} if evaluated else {}
-        published = publish_run(cfg.run_dir, cfg.model, model, shards_dir, {"test": test},
-                                {"job": cfg.job, "ps_version": end.params[0] if end.params else None})
-        print(f"published: model {published.name} version {published.version} ({published.path}); serve it with: "
-              f"{published.command(cfg.run_dir)}", flush=True)
-    return Outcome(accuracy=end.final.get("accuracy"), loss=end.final.get("loss"), version=int(end.final["version"]),
+    # The printed final model is the saved one: its version, and its accuracy only if the server
+    # evaluated exactly that version (after Ctrl-C there may not have been time).
+    version = end.params[0] if end.params else int(end.final["version"])
+    evaluated = end.final.get("evaluated_version") == version
+    return Outcome(accuracy=end.final.get("accuracy") if evaluated else None,
+                   loss=end.final.get("loss") if evaluated else None, version=version,
                    reached_target=bool(report["target"]["reached"]), interrupted=interrupted,
                    failed_chains=end.failed, report=cfg.run_dir / "report.json")
 
@@ -133,18 +161,21 @@ def wind_down(cfg: LocalConfig, admin: PSClient, bridge: LocalBridge, ps_url: st
               interrupted: bool) -> WindDown:
     """Stop the activations, settle on the final model, checkpoint it and read what the report needs.
 
-    A finished job is closed on the server first, so that running activations return at their next
-    push instead of training on until their time budget ends; after Ctrl-C it stays open for
-    `--resume` (a restarted server is open anyway).
+    The job is closed on the server first, so that running activations return at their next push
+    instead of training on until their time budget ends. After Ctrl-C the driver pauses the chains
+    instead of ending them (they continue with `--resume`: a restarted server is open again), and
+    nothing waits longer than about two seconds.
     """
-    if not interrupted:
+    if interrupted:
+        bridge.pause(INTERRUPT_REASON, INTERRUPT_GRACE_S)                   # closes the job first
+    else:
         admin.admin("close", {"reason": "owtrain local: the run is over (target reached or epochs done)"})
-    bridge.stop(drain=not interrupted)                                      # no more pushes
-    final = final_evaluation(admin, wait=not interrupted)
+        bridge.stop(drain=True)                                             # no more pushes
+    final = final_evaluation(admin, wait=INTERRUPT_EVAL_WAIT_S if interrupted else FINAL_EVAL_WAIT_S)
     _note_eval(evals, final)
     restored = None if interrupted else keep_target_model(admin, evals, cfg.target_accuracy, final)
     if restored is not None:
-        final = final_evaluation(admin, wait=True)
+        final = final_evaluation(admin, wait=FINAL_EVAL_WAIT_S)
         _note_eval(evals, final)
     admin.admin("checkpoint")                                               # what --resume starts from
     return WindDown(final=final, restored=restored, history=_history(ps_url), status=admin.status(),
@@ -215,14 +246,14 @@ def watch(cfg: LocalConfig, admin: PSClient, bridge: LocalBridge, bars: EpochBar
         time.sleep(WATCH_INTERVAL_S)
 
 
-def final_evaluation(admin: PSClient, wait: bool) -> dict[str, Any]:
-    """The accuracy of the final version: waits (a bounded time) for the server to evaluate it."""
-    deadline = time.monotonic() + (FINAL_EVAL_WAIT_S if wait else 0.0)
+def final_evaluation(admin: PSClient, wait: float) -> dict[str, Any]:
+    """The accuracy of the final version: waits up to `wait` seconds for the server to evaluate it."""
+    deadline = time.monotonic() + wait
     while True:
         acc = admin.accuracy()
         if acc.get("evaluated_version") == acc["version"] or time.monotonic() >= deadline:
             return acc
-        time.sleep(0.5)
+        time.sleep(0.1)
 
 
 def keep_target_model(admin: PSClient, evals: list[Point], target: float | None,

@@ -23,7 +23,7 @@ import requests
 
 from dataset_packer.config import StoreConfig
 from owtrain import supervised
-from owtrain.errors import ServerUnavailable
+from owtrain.errors import ConfigError, ServerUnavailable
 from owtrain.local_config import LocalConfig
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,52 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def port_holder(port: int) -> int | None:
+    """The pid of the process listening on TCP `port` (any address), from /proc; None if none is
+    found (nothing listens, or the listener is another user's process)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for entry in filter(str.isdigit, os.listdir("/proc")) if inodes else ():
+        try:
+            if any(os.readlink(f"/proc/{entry}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{entry}/fd")):
+                return int(entry)
+        except OSError:
+            continue
+    return None
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ConfigError naming the holder when something already listens on the run's server port: the
+    run must not train against a server it did not start (an orphan of an earlier session, say)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return
+        except OSError:
+            pass
+    holder = port_holder(port)
+    who = "another process" if holder is None else f"pid {holder} ({_cmdline(holder)})"
+    raise ConfigError(f"the run's parameter server port {port} is in use by {who}; this run will not train "
+                      f"against a server it did not start. Stop that process (`kill {holder or 'PID'}`) and "
+                      "resume again")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+    except OSError:
+        return "?"
 
 
 class ServiceProcess:
@@ -75,12 +121,17 @@ class ServiceProcess:
 class PSProcess:
     """The started parameter server: where it listens and the admin token for it."""
 
-    def __init__(self, process: ServiceProcess, url: str, admin_token: str) -> None:
-        self.process, self.url, self.admin_token = process, url, admin_token
+    def __init__(self, process: ServiceProcess, url: str, port: int, admin_token: str) -> None:
+        self.process, self.url, self.port, self.admin_token = process, url, port, admin_token
 
     def wait_ready(self) -> None:
-        """Block until it answers (it imports torch and loads the test shard first)."""
+        """Block until it answers (it imports torch and loads the test shard first), and make sure
+        the answer came from this child and not from another process on the same port."""
         _wait_until_up(f"{self.url}/getVersion", self.process)
+        holder = port_holder(self.port)
+        if not self.process.alive() or (holder is not None and holder != self.process.proc.pid):
+            raise ServerUnavailable(f"port {self.port} is answered by pid {holder}, not by the parameter server "
+                                    f"this run started (pid {self.process.proc.pid}); see {self.process.log_path}")
 
 
 @contextmanager
@@ -104,7 +155,7 @@ def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path) -> Iterator[
                              port=cfg.ps_port)
     url = f"http://{cfg.advertise_host}:{cfg.ps_port}"
     try:
-        yield PSProcess(process, url, mint_token(_read(secret_file), cfg.job, ADMIN, TOKEN_TTL_S))
+        yield PSProcess(process, url, cfg.ps_port, mint_token(_read(secret_file), cfg.job, ADMIN, TOKEN_TTL_S))
     finally:
         process.stop()
 
@@ -146,9 +197,7 @@ class LocalBridge:
         """Stop the bridge and the invoker (which lets running activations return first).
 
         `drain` (the job is over): the driver first records how the running activations ended and
-        marks every chain stopped. Without it (Ctrl-C) the chains stay as they are: the invoker
-        still records each activation's end in the run folder, and a resumed driver collects it and
-        continues each chain from its cursor.
+        marks every chain stopped. Without it the chains stay as they are (see `pause` for Ctrl-C).
         """
         if self._stopped:
             return
@@ -161,6 +210,28 @@ class LocalBridge:
                 time.sleep(0.2)
         self.bridge.stop()
         self.invoker.close()
+
+    def pause(self, reason: str, grace_s: float) -> None:
+        """Ctrl-C: stop within about `grace_s` seconds and leave every chain resumable.
+
+        The driver closes the job on the parameter server, so the running activations return at
+        their next push with the cursor after their last acknowledged push, and records those
+        cursors (the chains stay pending). Activations that have not returned after `grace_s` are
+        killed: their acknowledged pushes are in the server's ledger, so the resumed chain repeats
+        them from the last recorded cursor as duplicates, which the server does not apply twice.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        driver = self.bridge.driver
+        driver.pause(reason)
+        deadline = time.monotonic() + grace_s
+        if self._dispatching():
+            driver.paused.wait(max(deadline - time.monotonic(), 0.0))
+            while self.state.shards("running") and time.monotonic() < deadline and self._dispatching():
+                time.sleep(0.05)
+        self.bridge.stop()
+        self.invoker.close(grace_s=0.0)
 
     def _dispatching(self) -> bool:
         return any(t.is_alive() for t in self.bridge.threads)
@@ -193,7 +264,7 @@ def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store_cfg: StoreCon
     state = DriverState(cfg.run_dir / "driver.db")
     driver_cfg = DriverConfig(job=cfg.job, ps_url=ps_url, secret=secret, action=cfg.action, workers=cfg.workers,
                               epochs=cfg.max_epochs, target_accuracy=cfg.target_accuracy,
-                              accuracy_interval_s=1.0, token_ttl_s=TOKEN_TTL_S, action_params=_action_params(cfg))
+                              accuracy_interval_s=1.0, token_ttl_s=TOKEN_TTL_S, action_params=cfg.action_params())
     driver = Driver(invoker, state, driver_cfg, resolver=store_resolver(store, PRESIGN_SECONDS),
                     accuracy=accuracy_reader(ps_url), closer=job_closer(driver_cfg))
     bridge = Bridge(BridgeConfig(token=secret, key_pattern=TRAIN_KEYS, poll_interval_s=POLL_INTERVAL_S),
@@ -228,13 +299,6 @@ def start_invoker(cfg: LocalConfig) -> Iterator[Any]:
         yield invoker
     finally:
         invoker.close()
-
-
-def _action_params(cfg: LocalConfig) -> tuple[tuple[str, object], ...]:
-    """The action's parameters (Contract 3 names) that are the same for every activation of the run."""
-    return (("batch_sz_train", cfg.batch_size), ("update_intv", cfg.update_interval), ("mode", cfg.mode),
-            ("lr", cfg.lr), ("momentum", cfg.momentum), ("compression", cfg.compression),
-            ("time_budget_s", cfg.time_budget_s), ("seed", cfg.seed), ("threads", 1), ("device", "cpu"))
 
 
 def _wait_until_up(url: str, process: ServiceProcess, timeout: float = PS_START_TIMEOUT_S) -> None:

@@ -12,6 +12,7 @@ chains added as shards are uploaded.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 TRANSIENT_STATUSES = ("whisk internal error", "action developer error")
 TRANSIENT_ERRORS = ("ServerUnavailable", "StoreUnreachable", "Throttled", "ConnectionError", "Timeout")
 RETRY_POLICY = RetryPolicy(base=1.0, cap=30.0)
+PAUSED_META = "paused_activations"  # ids of activations that were running when the job was paused
 STALLED = ("the activation trained no sample before its deadline; give the action more time "
            "(wsk action update --timeout, or a larger time_budget_s)")
 
@@ -73,6 +75,8 @@ class Driver:
         self.accuracy: float | None = None
         self.target_reached = False
         self.closed: str | None = None  # why the parameter server closed the job, once an action saw it
+        self.paused = threading.Event()  # set once a requested pause is in effect (see `pause`)
+        self._pause_reason: str | None = None
         self._next_accuracy = 0.0
         self._tokens: dict[str, str] = {}
         state.bind_job({"job": config.job, "action": config.action, "epochs": config.epochs,
@@ -91,9 +95,13 @@ class Driver:
 
     def step(self) -> int:
         """Collect, check accuracy, launch; returns how many activations are in flight."""
+        if self._pause_reason is not None and not self.paused.is_set():
+            self._pause(self._pause_reason)
         running = self.state.shards("running")
         for shard in running:
             self._collect(shard)
+        if self.paused.is_set():
+            return len(self.state.shards("running"))
         self._check_accuracy()
         if self.target_reached or self.closed is not None:
             self.state.stop_pending()
@@ -102,6 +110,29 @@ class Driver:
         if self.progress:
             self.progress(self.state.summary(self.config.epochs), self.accuracy)
         return len(self.state.shards("running"))
+
+    # -- pausing (an interrupted run that will be resumed) -------------------------------------
+
+    def pause(self, reason: str) -> None:
+        """Ask the loop to pause: launch nothing more, close the job on the parameter server (so the
+        running activations return at their next push) and keep every chain resumable.
+
+        The pause takes effect at the start of the loop's next `step` (the loop's thread is the only
+        one that launches, so no activation starts after it); `paused` is set then. The ids of the
+        activations running at that moment are recorded in the state file: their results say
+        `closed`, and for them that means "paused" (the chain stays pending at its new cursor), also
+        when a resumed driver collects them, instead of "the job is over".
+        """
+        self._pause_reason = reason
+
+    def _pause(self, reason: str) -> None:
+        ids = set(self._paused_ids()) | {s.activation_id for s in self.state.shards("running") if s.activation_id}
+        self.state.set_meta(PAUSED_META, json.dumps(sorted(ids)))
+        self.paused.set()
+        self._close_job(reason)
+
+    def _paused_ids(self) -> list[str]:
+        return json.loads(self.state.get_meta(PAUSED_META) or "[]")
 
     # -- collecting -----------------------------------------------------------------------------
 
@@ -123,6 +154,8 @@ class Driver:
             done = bool(result.get("done")) or cursor is None
             epoch = int(cursor.get("epoch", 0)) if isinstance(cursor, dict) else self.config.epochs
             closed = result.get("closed")  # the server takes no more updates: launch nothing more
+            # closed by a pause: the chain stays pending and continues from `next` when resumed
+            paused = bool(closed) and shard.activation_id in self._paused_ids()
             if not closed and not done and int(result.get("samples", 0)) == 0 and cursor == shard.cursor:
                 # No progress: re-invoking with the same cursor would loop forever; give it the
                 # bounded retries of a transient failure, then fail the chain with what to do.
@@ -132,7 +165,7 @@ class Driver:
                                 phases=_phases(result))
             log.info("shard %s: activation %s trained %s samples (epoch %d%s)", shard.key,
                      activation.activation_id, result.get("samples"), epoch, ", done" if done else "")
-            if closed:
+            if closed and not paused:
                 if self.closed is None:  # the reason is in the activation's result
                     log.info("the parameter server closed the job: stopping every chain")
                 self.closed = str(closed)

@@ -13,8 +13,22 @@ from dataset_packer.sources import idx, imagefolder, npz, torchvision_source
 from dataset_packer.sources.base import Dataset
 
 
+def check_source(source: str) -> None:
+    """Raise ValueError naming what was not understood if SOURCE cannot be loaded; reads no data
+    (so a command can refuse a bad SOURCE before it starts any work)."""
+    if source in DATASETS or source.startswith(torchvision_source.PREFIX):
+        return
+    path = Path(source)
+    if not path.exists():
+        raise ValueError(f"{source!r} is neither a dataset name ({', '.join(DATASETS)}), torchvision:NAME, "
+                         "nor an existing path")
+    if not any(module.matches(path) for module in (npz, idx, imagefolder)):
+        raise ValueError(f"{source}: not an IDX folder, a .npz file or a folder of images per class")
+
+
 def load_source(source: str, data_dir: Path, offline: bool = False) -> Dataset:
     """Load SOURCE (see the module docstring); raises ValueError naming what was not understood."""
+    check_source(source)
     if source in DATASETS:
         spec = DATASETS[source]
         folder = fetch_dataset(source, data_dir, offline=offline)
@@ -22,13 +36,8 @@ def load_source(source: str, data_dir: Path, offline: bool = False) -> Dataset:
     if source.startswith(torchvision_source.PREFIX):
         return torchvision_source.load(source, data_dir)
     path = Path(source)
-    if not path.exists():
-        raise ValueError(f"{source!r} is neither a dataset name ({', '.join(DATASETS)}), torchvision:NAME, "
-                         "nor an existing path")
-    for module in (npz, idx, imagefolder):
-        if module.matches(path):
-            return module.load(path)
-    raise ValueError(f"{source}: not an IDX folder, a .npz file or a folder of images per class")
+    module = next(m for m in (npz, idx, imagefolder) if m.matches(path))
+    return module.load(path)
 
 
-__all__ = ["Dataset", "load_source"]
+__all__ = ["Dataset", "check_source", "load_source"]

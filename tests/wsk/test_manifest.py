@@ -27,10 +27,26 @@ def test_action_name_image_and_limits():
     assert 0 <= limits["logSize"] <= 10
 
 
-def test_inputs_cover_what_the_action_needs_and_nothing_it_rejects():
+PER_INVOCATION = {"dataset_url", "dataset_sha256", "ps_token", "worker", "cursor"}
+
+
+def test_inputs_bind_no_zero_values_and_nothing_the_action_rejects():
+    """wskdeploy binds an input declared without a value to its type's zero value ("" or {}) on every
+    activation: every declared input has a value, and the per-invocation ones are not declared."""
     inputs = load()["packages"]["default"]["actions"][c.DEFAULT_ACTION]["inputs"]
-    assert set(REQUIRED) <= set(inputs)
     assert set(inputs) <= KNOWN, f"unknown to the action: {set(inputs) - KNOWN}"
+    assert not set(inputs) & PER_INVOCATION, "per-invocation parameters come with each invocation"
+    assert set(REQUIRED) - PER_INVOCATION <= set(inputs)
+    for name, value in inputs.items():
+        assert value is not None and not isinstance(value, dict), f"input {name} has no plain value"
+
+
+def test_training_defaults_are_owtrain_locals():
+    from owtrain.local_config import LocalConfig
+
+    inputs = load()["packages"]["default"]["actions"][c.DEFAULT_ACTION]["inputs"]
+    training = dict(LocalConfig(run_dir=ROOT, job="j").action_params())
+    assert {k: inputs[k] for k in training} == training
 
 
 def test_rule_links_the_trigger_to_the_action():

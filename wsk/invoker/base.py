@@ -99,5 +99,7 @@ class Invoker(ABC):
         """Block until the activation ends; raises TimeoutError after `timeout` seconds."""
         return poll_until(lambda: self.get(activation_id), timeout, interval, f"activation {activation_id}")
 
-    def close(self) -> None:  # noqa: B027 - optional hook with a no-op default, by design
-        """Release processes and connections (nothing to do by default)."""
+    def close(self, grace_s: float | None = None) -> None:  # noqa: B027 - optional hook, no-op default
+        """Release processes and connections (nothing to do by default). An invoker that runs the
+        activations itself lets running ones return for up to `grace_s` seconds (None: their time
+        limit), then kills them; a remote platform's activations are not affected."""

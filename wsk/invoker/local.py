@@ -87,22 +87,28 @@ class LocalInvoker(Invoker):
         """Activation summaries, newest first (`name`, `limit`, `skip`, `since`, `upto`)."""
         return self.store.list(**filters)
 
-    def close(self) -> None:
-        """Stop the workers after the running activations and kill every container (idempotent)."""
+    def close(self, grace_s: float | None = None) -> None:
+        """Stop the workers after the running activations (killed after `grace_s` seconds; None: the
+        action's time limit) and kill every container (idempotent). A killed activation's record
+        stays open; the next invoker on the same file marks it a whisk internal error."""
         if self._closed:
             return
         self._closed = True
         for _ in self._workers:
             self._queue.put(None)
+        grace = self.config.timeout_ms / 1000 + 10 if grace_s is None else grace_s
+        deadline = time.monotonic() + grace
         for worker in self._workers:
-            worker.join(timeout=self.config.timeout_ms / 1000 + 10)
-        self._workers = []
+            worker.join(timeout=max(deadline - time.monotonic(), 0.0))
         with self._lock:
             containers = [c for pool in self._idle.values() for c in pool] + self._stem_cells + list(self._busy)
             self._idle.clear()
             self._stem_cells.clear()
         for container in containers:
             container.kill()
+        for worker in self._workers:  # their calls fail fast once the containers are gone
+            worker.join(timeout=5)
+        self._workers = []
         self.store.close()
 
     # -- one worker thread per concurrent activation -------------------------------------------

@@ -22,5 +22,5 @@ class OpenWhiskInvoker(Invoker):
         record = self.client.activation(activation_id)
         return None if record is None else Activation.from_record(record)
 
-    def close(self) -> None:
+    def close(self, grace_s: float | None = None) -> None:
         self.client.close()

@@ -43,5 +43,5 @@ class TriggerInvoker(Invoker):
             record["response"] = {"status": "success", "success": True, "result": {"done": True, "next": None}}
         return Activation.from_record(record)
 
-    def close(self) -> None:
+    def close(self, grace_s: float | None = None) -> None:
         self.client.close()

@@ -146,3 +146,30 @@ def test_kill_at_rest_recovers_bit_identical_model_and_training_goes_on(ps_serve
     assert clients[1].push(grads(lenet(after), x, y), meta("w1", 9, after_version)).status == "duplicate"
     last = train(range(10, 20))
     assert last < first - 0.3, (first, last)  # 2.30 -> about 1.3 in 40 steps; a reset model stays at 2.3
+
+
+def test_sync_rounds_closed_by_time_out_and_open_rounds_are_replayed(ps_server, tmp_path):
+    """A round closed by its time-out is a `tick` record; a round still open is rebuilt from its
+    `accepted` records, so the next update completes it as it would have without the crash."""
+    ps = ps_server(strategy="sync:k=3,timeout=0.3,min=1", checkpoint_dir=tmp_path / "ck",
+                   extra=["--checkpoint-every", "0", "--checkpoint-interval", "3600"])
+    a, b, c = ps.client("a"), ps.client("b"), ps.client("c")
+    _, params = a.pull(None)
+    g = grads(lenet(params), *batch(4))
+    assert a.push(g, meta("a", 0, 0)).status == "accepted"
+    assert b.push(g, meta("b", 0, 0)).status == "accepted"
+    deadline = time.monotonic() + 20
+    while a.version() != 1 and time.monotonic() < deadline:  # the time-out closes round 1 with a and b
+        time.sleep(0.05)
+    _, v1 = a.pull(None)
+    g1 = grads(lenet(v1), *batch(4, seed=2))
+    assert a.push(g1, meta("a", 1, 1)).status == "accepted"  # round 2 open: a only
+    ps.kill()
+    ps.restart()
+    a, b, c = ps.client("a"), ps.client("b"), ps.client("c")
+    version, recovered = a.pull(None)
+    assert version == 1 and all(torch.equal(v1[k], recovered[k]) for k in v1)
+    assert a.push(g1, meta("a", 1, 1)).status == "duplicate"
+    assert b.push(g1, meta("b", 1, 1)).status == "accepted"
+    assert c.push(g1, meta("c", 1, 1)).status == "applied"  # k=3: a (replayed), b and c
+    assert a.version() == 2

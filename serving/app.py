@@ -18,6 +18,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -63,7 +64,11 @@ def error_response(exc: OwtrainError) -> Response:
     return resp
 
 
-def create_app(cfg: ServeConfig, predictor: Predictor, limits: CallerLimits) -> Flask:
+Receiver = Callable[[str | None, Any], dict[str, Any]]  # (Authorization header, JSON body) -> answer
+
+
+def create_app(cfg: ServeConfig, predictor: Predictor, limits: CallerLimits, events: Receiver | None = None) -> Flask:
+    """The app; `events` is the event bridge's webhook handler when event-driven inference is on."""
     app = Flask("owtrain-serving")
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     live, metrics = predictor.live, predictor.metrics
@@ -163,6 +168,12 @@ def create_app(cfg: ServeConfig, predictor: Predictor, limits: CallerLimits) -> 
     @app.get("/panel")
     def panel() -> Response:
         return Response(panel_html, content_type="text/html; charset=utf-8")
+
+    @app.post("/events")
+    def webhook() -> Response:
+        if events is None:
+            raise ObjectMissing("this server runs no event-driven inference (start it with --events-bucket)")
+        return jsonify(events(request.headers.get("Authorization"), json_object(request.get_data(cache=False))))
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Sub-commands move the stable/canary labels. Details: docs/serving.md.")
     _location_options(p)
     add_options(p)
+    from serving.config import EventsConfig
+
+    add_options(p.add_argument_group("event-driven inference"), EventsConfig, "events")
     p.add_argument("--secret-file", type=Path, default=None,
                    help="file with the token secret: callers with a valid token (param_server.auth, job --job) "
                         "get the authenticated rate limit")
@@ -65,18 +68,24 @@ def _repository_location(args: argparse.Namespace) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from serving.config import from_args
+    import os
+
+    from serving.config import EventsConfig, from_args
     from serving.server import open_storage, s3_from_env, serve
 
     try:
         location = _repository_location(args)
         secret = args.secret_file.read_text().strip() if args.secret_file else None
         cfg = from_args(args, repository=location, secret=secret)
-        storage = open_storage(location, s3_from_env(args.s3_endpoint))
+        events = from_args(args, EventsConfig, "events", token=os.environ.get("OWTRAIN_EVENTS_TOKEN", ""))
+        s3 = s3_from_env(args.s3_endpoint)
+        if events.bucket and s3 is None:
+            raise ConfigError("--events-bucket needs --s3-endpoint (and OWTRAIN_S3_ACCESS_KEY / _SECRET_KEY)")
+        storage = open_storage(location, s3)
     except (ConfigError, OSError) as exc:
         log.error("%s", exc)
         return 2
-    serve(cfg, storage)
+    serve(cfg, storage, events if events.bucket else None, s3)
     return 0
 
 

@@ -64,17 +64,35 @@ class ServeConfig:
         return f"ServeConfig(repository={self.repository!r}, port={self.port}, batching={self.batching!r})"
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """One `--flag` per ServeConfig field that is set from the command line."""
-    for f in fields(ServeConfig):
+@dataclass(frozen=True)
+class EventsConfig:
+    """Event-driven inference in the serving process (docs/serving.md): off unless a bucket is given.
+
+    The webhook token comes from $OWTRAIN_EVENTS_TOKEN (MinIO's `auth_token`), never a flag."""
+
+    bucket: str = _opt("", "predict images uploaded to this bucket (at --s3-endpoint); empty: off")
+    prefix: str = _opt("images/", "only keys under this prefix (.png and .npy)")
+    model: str = _opt("", "model that answers (default: the only model served)")
+    poll_s: float = _opt(1.0, "bucket poller interval for stores without notifications (0: webhook only)")
+    per_minute: int = _opt(60, "predictions per --events-window seconds (the bridge's launch limiter)")
+    window_s: float = _opt(60.0, "the limiter's window in seconds")
+    state: str = _opt("", "SQLite file of seen inputs (default ~/.owtrain/serving-events-<bucket>.db)")
+    token: str = _opt("", "webhook token", cli=False)
+
+
+def add_options(parser: argparse._ActionsContainer, cls: type = ServeConfig, prefix: str = "") -> None:
+    """One `--flag` per field of `cls` that is set from the command line (`--PREFIX-NAME`)."""
+    for f in fields(cls):
         if not f.metadata.get("cli", True):
             continue
         kind = type(f.default) if f.default is not MISSING and f.default is not None else str
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=f.default,
-                            help=f"{f.metadata['help']} (default: {f.default})")
+        flag = "--" + (prefix + "-" if prefix else "") + f.name.replace("_", "-")
+        parser.add_argument(flag, dest=(prefix + "_" if prefix else "") + f.name, type=kind, default=f.default,
+                            help=f"{f.metadata['help']} (default: {f.default!r})")
 
 
-def from_args(args: argparse.Namespace, **fixed: Any) -> ServeConfig:
-    """The config from parsed options plus the fields the command works out itself (`fixed`)."""
-    values = {f.name: getattr(args, f.name) for f in fields(ServeConfig) if f.metadata.get("cli", True)}
-    return ServeConfig(**values, **fixed)
+def from_args(args: argparse.Namespace, cls: type = ServeConfig, prefix: str = "", **fixed: Any) -> Any:
+    """A `cls` from parsed options plus the fields the command works out itself (`fixed`)."""
+    values = {f.name: getattr(args, (prefix + "_" if prefix else "") + f.name) for f in fields(cls)
+              if f.metadata.get("cli", True)}
+    return cls(**values, **fixed)

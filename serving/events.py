@@ -18,14 +18,19 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from owtrain.errors import BadRequest, ObjectMissing, OwtrainError
+from owtrain.errors import BadRequest, ConfigError, ObjectMissing, OwtrainError
+from serving.config import EventsConfig
 from serving.inputs import binary_instance
 from serving.predictor import Predictor
-from serving.storage import RepoStorage
+from serving.storage import RepoStorage, S3Storage
 from wsk.ratelimit import RateLimiter
 from wsk.sqlite import connect
+
+if TYPE_CHECKING:
+    from serving.server import S3Access
+    from wsk.bridge import Bridge
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,38 @@ CREATE TABLE IF NOT EXISTS inputs (
     added REAL NOT NULL, done REAL
 );
 """
+NO_SHARDS = r"(?!)"  # a pattern no key matches: the serving process's bridge starts no training
 CALLER = "events"  # the canary split treats event-driven traffic as one caller
+
+
+def start_bridge(events: EventsConfig, s3: S3Access, predictor: Predictor) -> Bridge:
+    """The training event bridge with this sink, for the serving process: its poller lists the
+    prefix, its webhook is the server's POST /events, its limiter paces the predictions. Its driver
+    trains nothing here (the shard pattern matches no key); `owtrain bridge serve` runs training."""
+    from dataset_packer.config import StoreConfig
+    from dataset_packer.stores.s3 import S3Store
+    from wsk.bridge import Bridge
+    from wsk.config import BridgeConfig, DriverConfig, LocalInvokerConfig, state_dir
+    from wsk.driver import Driver
+    from wsk.invoker.local import LocalInvoker
+    from wsk.sources import bucket_lister
+    from wsk.state import DriverState
+
+    if not events.token:
+        raise ConfigError("event-driven inference needs the webhook token in $OWTRAIN_EVENTS_TOKEN")
+    store = S3Store(StoreConfig(endpoint=s3.endpoint, bucket=events.bucket, access_key=s3.access_key,
+                                secret_key=s3.secret_key, region=s3.region))
+    base = Path(events.state) if events.state else state_dir() / f"serving-events-{events.bucket}.db"
+    model = events.model or next(iter(predictor.live.names()), "")
+    if not model:
+        raise ConfigError("--events-model: the repository holds no model yet")
+    state = DriverState(base.with_suffix(".bridge.db"))
+    invoker = LocalInvoker(LocalInvokerConfig(db_path=base.with_suffix(".activations.db")))
+    driver = Driver(invoker, state, DriverConfig(job=f"serving-events-{events.bucket}", ps_url="-", secret="-",
+                                                 per_minute=events.per_minute, rate_window_s=events.window_s))
+    sink = EventPredictor(S3Storage(store, events.bucket), predictor, model, events.prefix, base, driver.limiter)
+    return Bridge(BridgeConfig(token=events.token, key_pattern=NO_SHARDS, poll_interval_s=events.poll_s),
+                  events.bucket, state, driver, bucket_lister(store, events.prefix), sink=sink)
 
 
 class EventPredictor:

@@ -7,6 +7,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import gevent
@@ -17,13 +18,16 @@ from owtrain.errors import ConfigError
 from owtrain.wsgi import NoDelayWSGIServer
 from serving.batcher import make_policy
 from serving.cache import PredictionCache
-from serving.config import ServeConfig
+from serving.config import EventsConfig, ServeConfig
 from serving.limits import CallerLimits
 from serving.live import LiveModels
 from serving.metrics import ServingMetrics
 from serving.predictor import Predictor
 from serving.repository import Repository, parse_policy
 from serving.storage import LocalStorage, RepoStorage, S3Storage
+
+if TYPE_CHECKING:
+    from wsk.bridge import Bridge
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +80,16 @@ class Stack:
     predictor: Predictor
     limits: CallerLimits
     app: Flask
+    bridge: Bridge | None = None
 
 
-def build(cfg: ServeConfig, storage: RepoStorage) -> Stack:
+def build(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = None,
+          s3: S3Access | None = None) -> Stack:
     """Everything but the socket; refreshes the repository once and starts the rescans."""
     import torch
 
     from serving.app import create_app
+    from serving.events import start_bridge
 
     torch.set_num_threads(cfg.threads)
     metrics = ServingMetrics()
@@ -92,12 +99,19 @@ def build(cfg: ServeConfig, storage: RepoStorage) -> Stack:
     live.start(cfg.poll_s)
     predictor = Predictor(live, PredictionCache(cfg.cache_size), metrics, cfg.timeout_s)
     limits = CallerLimits(cfg.limits, cfg.secret, cfg.job)
-    return Stack(live, predictor, limits, create_app(cfg, predictor, limits))
+    bridge = start_bridge(events, s3, predictor) if events is not None and s3 is not None else None
+    return Stack(live, predictor, limits, create_app(cfg, predictor, limits, bridge.receive if bridge else None),
+                 bridge)
 
 
-def serve(cfg: ServeConfig, storage: RepoStorage) -> None:
+def serve(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = None,
+          s3: S3Access | None = None) -> None:
     """Serve until SIGTERM / SIGINT; queued requests are answered before the batchers stop."""
-    stack = build(cfg, storage)
+    stack = build(cfg, storage, events, s3)
+    if stack.bridge is not None:
+        stack.bridge.start()
+        log.info("event-driven inference: %s/%s*.png|.npy -> <key>%s", events.bucket if events else "",
+                 events.prefix if events else "", ".prediction.json")
     if not stack.live.names():
         log.warning("the repository %s holds no model yet; new versions are picked up every %gs",
                     storage.describe(), cfg.poll_s)
@@ -111,4 +125,7 @@ def serve(cfg: ServeConfig, storage: RepoStorage) -> None:
     print(f"serving on http://{cfg.host}:{server.server_port}/v1/models  (panel: /panel)", flush=True)
     stopping.wait()
     server.stop(timeout=2)
+    if stack.bridge is not None:
+        stack.bridge.stop()
+        stack.bridge.driver.invoker.close()
     stack.live.close()

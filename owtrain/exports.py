@@ -38,18 +38,22 @@ LOGIT_ATOL = 1e-4
 MAX_BATCH = 65536
 
 
-def export_model(run_dir: Path, model: nn.Module, input_shape: Sequence[int] | None) -> dict[str, Path]:
+def export_model(run_dir: Path, model: nn.Module, input_shape: Sequence[int] | None,
+                 graphs: bool = True) -> dict[str, Path]:
     """Write the safetensors weights and, when the (C, H, W) input shape is known, the `.pt2` and
     ONNX exports; returns file name → path of what was written.
 
     User models registered as `module:Class` have no known input shape, so they get the weights
     only (logged). An export that fails is logged and left out; the weights are always written.
+    `graphs=False` writes the weights only.
     """
     model = model.eval()
     weights = run_dir / MODEL_FILE
     _atomic(weights, lambda tmp: save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                                            str(tmp)))
     files = {MODEL_FILE: weights}
+    if not graphs:  # the caller asked for the weights only (an interrupted run)
+        return files
     if input_shape is None:
         log.warning("input shape unknown; writing the weights only (no %s, no %s)", PT2_FILE, ONNX_FILE)
         return files
@@ -124,7 +128,8 @@ def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
 @contextmanager
 def _quiet() -> Iterator[None]:
     """Silence the exporters' progress chatter and upstream deprecation warnings (noise to a user)."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx")]
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "onnxscript",
+                                              "onnx_ir")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)

@@ -3,32 +3,37 @@
 `owtrain local` calls `write_report` once at the end with the parameter server's history and the
 driver's activation records. It writes `report.json` (numbers a script can check), PNG plots of
 loss and accuracy against time and version, of the activations per worker, and of the updates
-applied and rejected, plus the final model as safetensors and as a TorchScript export, so the
-model can be used without owtrain (and without pickle) and loaded in C++ or Java through libtorch.
+applied and rejected, plus the final model (`owtrain.exports`: safetensors, torch.export `.pt2`,
+ONNX), so the model can be used without owtrain and without pickle.
+
+Every stop and choice during the run is made on the validation split (the evaluations here are
+the parameter server's, on `<dataset>-val.tar.gz`). The test split is scored once, here, on the
+saved model read back from `model.safetensors`: `report["test"]` is the run's test accuracy, and
+the exports are checked against that same model on the first test images (`report["exports"]`).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from owtrain.exports import MODEL_FILE, export_model, verify_exports
 from owtrain.phases import PHASES, sum_phases
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
-MODEL_FILE = "model.safetensors"
-TORCHSCRIPT_FILE = "model.torchscript.pt"
+EXPORT_CHECK_IMAGES = 1000  # test images each export is run on next to the saved weights
+TEST_BATCH = 1000
 CURVES_PNG = "curves.png"
 ACTIVITY_PNG = "activity.png"
 PHASES_PNG = "phases.png"
@@ -36,7 +41,7 @@ PHASES_PNG = "phases.png"
 
 @dataclass(frozen=True)
 class Point:
-    """One history point: an evaluation (`kind="eval"`, test loss and accuracy) or an applied update
+    """One history point: an evaluation (`kind="eval"`, validation loss and accuracy) or an applied update
     (`kind="update"`, the worker's training loss). `time` is Unix seconds."""
 
     time: float
@@ -83,23 +88,54 @@ def eval_point(accuracy: Mapping[str, Any]) -> Point | None:
 
 
 def write_report(run_dir: Path, record: RunRecord, model: nn.Module | None,
-                 input_shape: Sequence[int] | None = None) -> dict[str, Any]:
+                 input_shape: Sequence[int] | None = None, test_shard: Path | None = None,
+                 model_version: int | None = None, light: bool = False) -> dict[str, Any]:
     """Write report.json, the plots and (when `model` is given) the model files; return the report.
 
-    `input_shape` is the (C, H, W) the model takes; without it the TorchScript export is skipped.
+    `light` (an interrupted session, which must stop within about two seconds): report.json and the
+    safetensors weights only; the graph exports, the test score and the plots are written when the
+    run ends.
+
+    `input_shape` is the (C, H, W) the model takes; without it only the weights are exported. With
+    `test_shard`, the saved weights are scored on it once (`report["test"]`, for `model_version`)
+    and each export is checked against them on its first images (`report["exports"]`).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, str] = {}
+    files: dict[str, Path] = {}
+    test: dict[str, Any] | None = None
+    checks: dict[str, Any] = {}
     if model is not None:
-        files.update(export_model(run_dir, model, input_shape))
-    files[CURVES_PNG] = str(plot_curves(run_dir / CURVES_PNG, record))
-    files[ACTIVITY_PNG] = str(plot_activity(run_dir / ACTIVITY_PNG, record))
+        files.update(export_model(run_dir, model, input_shape, graphs=not light))
+        if test_shard is not None and not light:
+            test, checks = score_saved_model(run_dir, model, test_shard, model_version)
     report = summarise(record)
-    files[PHASES_PNG] = str(plot_phases(run_dir / PHASES_PNG, report["phases"]))
+    if not light:
+        files[CURVES_PNG] = plot_curves(run_dir / CURVES_PNG, record)
+        files[ACTIVITY_PNG] = plot_activity(run_dir / ACTIVITY_PNG, record)
+        files[PHASES_PNG] = plot_phases(run_dir / PHASES_PNG, report["phases"])
+    report["test"] = test
+    report["exports"] = checks
     report["files"] = {k: Path(v).name for k, v in files.items()}
     _atomic_write_bytes(run_dir / REPORT_FILE, json.dumps(report, indent=2, sort_keys=True).encode())
     log.info("report written to %s", run_dir / REPORT_FILE)
     return report
+
+
+def score_saved_model(run_dir: Path, model: nn.Module, test_shard: Path,
+                      version: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """({accuracy, loss, version, samples} of the weights in `model.safetensors` on the test shard,
+    the export checks) — the weights are read back from the file, so the figure is the saved model's.
+    """
+    from dataset_packer.shard import read_shard
+    from param_server.evaluator import evaluate
+
+    saved = copy.deepcopy(model)
+    saved.load_state_dict(load_file(str(run_dir / MODEL_FILE)))
+    x, y = read_shard(test_shard).to_tensors()
+    loss, accuracy = evaluate(saved, x, y, TEST_BATCH)
+    log.info("test accuracy of the saved model (version %s) on %d images: %.4f", version, len(y), accuracy)
+    test = {"accuracy": accuracy, "loss": loss, "version": version, "samples": len(y)}
+    return test, verify_exports(run_dir, saved, x[:EXPORT_CHECK_IMAGES])
 
 
 def summarise(record: RunRecord) -> dict[str, Any]:
@@ -170,36 +206,6 @@ def summarise_phases(activations: Sequence[Mapping[str, Any]]) -> dict[str, Any]
     }
 
 
-def export_model(run_dir: Path, model: nn.Module, input_shape: Sequence[int] | None) -> dict[str, str]:
-    """Save the weights as safetensors and a traced TorchScript module; return file name → path.
-
-    Tracing needs one example input of the model's (C, H, W) shape; user models registered as
-    `module:Class` have no known shape, so they get only the safetensors file.
-    """
-    model = model.eval()
-    weights = run_dir / MODEL_FILE
-    tmp = weights.with_suffix(".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, weights)
-    files = {MODEL_FILE: str(weights)}
-    if input_shape is None:
-        log.warning("input shape unknown; skipping the TorchScript export")
-        return files
-    example = torch.zeros(1, *input_shape)
-    script = run_dir / TORCHSCRIPT_FILE
-    with warnings.catch_warnings():
-        # TorchScript is deprecated upstream in favour of torch.export, but it is still what
-        # libtorch (C++/Java) loads; the warning is noise for the user here.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        with torch.no_grad():
-            traced = torch.jit.trace(model, example)
-        tmp = script.with_suffix(".tmp")
-        torch.jit.save(traced, str(tmp))
-    os.replace(tmp, script)
-    files[TORCHSCRIPT_FILE] = str(script)
-    return files
-
-
 def plot_curves(path: Path, record: RunRecord) -> Path:
     """2×2 PNG: loss and accuracy against model version and against seconds since the start."""
     plt = _pyplot()
@@ -212,14 +218,15 @@ def plot_curves(path: Path, record: RunRecord) -> Path:
         if train:
             ax.plot([x(p) for p in train], [p.loss for p in train], ".", ms=2, alpha=0.4, label="train loss (pushes)")
         ev = [p for p in evals if p.loss is not None]
-        ax.plot([x(p) for p in ev], [p.loss for p in ev], "-o", ms=3, label="test loss")
+        ax.plot([x(p) for p in ev], [p.loss for p in ev], "-o", ms=3, label="validation loss")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("loss")
         ax.set_yscale("log" if train or ev else "linear")
         ax.legend(loc="upper right")
         ax = axes[1][col]
         ev = [p for p in evals if p.accuracy is not None]
-        ax.plot([x(p) for p in ev], [p.accuracy for p in ev], "-o", ms=3, color="tab:green", label="test accuracy")
+        ax.plot([x(p) for p in ev], [p.accuracy for p in ev], "-o", ms=3, color="tab:green",
+                label="validation accuracy")
         if record.target_accuracy is not None:
             ax.axhline(record.target_accuracy, ls="--", color="grey", label=f"target {record.target_accuracy:g}")
         ax.set_xlabel(xlabel)

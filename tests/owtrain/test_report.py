@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-import warnings
 
+import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
+from dataset_packer.shard import ShardInfo, read_shard, write_shard
 from owtrain.models import build_model
 from owtrain.report import Point, RunRecord, eval_point, train_points, write_report
+from param_server.evaluator import evaluate
 
 
 def _record(target: float) -> RunRecord:
@@ -22,9 +25,22 @@ def _record(target: float) -> RunRecord:
                      target_accuracy=target)
 
 
+def _test_shard(path, n=300):
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 10, n).astype(np.int64)
+    x = (rng.integers(0, 40, (n, 1, 28, 28)) + (y * 20)[:, None, None, None]).astype(np.uint8)
+    info = ShardInfo(dataset="toy", split="test", index=0, num_shards=1, sample_range=(0, n),
+                     classes=tuple(str(i) for i in range(10)), mean=(0.5,), std=(0.25,), scale=255.0)
+    write_shard(path, x, y, info)
+    return path
+
+
 def test_report_summarises_run_and_writes_loadable_models(tmp_path):
     model = build_model("lenet5")
-    report = write_report(tmp_path, _record(0.9), model, (1, 28, 28))
+    shard = _test_shard(tmp_path / "toy-test.tar.gz")
+    out = tmp_path / "run"
+    report = write_report(out, _record(0.9), model, (1, 28, 28), test_shard=shard, model_version=29)
+    tmp_path = out
 
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk == report
@@ -41,10 +57,17 @@ def test_report_summarises_run_and_writes_loadable_models(tmp_path):
     weights = load_file(str(tmp_path / "model.safetensors"))
     assert set(weights) == set(model.state_dict())
     x = torch.randn(3, 1, 28, 28)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.load(str(tmp_path / "model.torchscript.pt"))
-    assert torch.allclose(scripted(x), model.eval()(x), atol=1e-6)
+    exported = torch.export.load(str(tmp_path / "model.pt2")).module()
+    assert torch.allclose(exported(x), model.eval()(x), atol=1e-5)
+    assert set(report["files"]) >= {"model.safetensors", "model.pt2", "model.onnx", "curves.png"}
+
+    # the test split is scored once, on the weights read back from model.safetensors
+    xt, yt = read_shard(shard).to_tensors()
+    loss, accuracy = evaluate(model, xt, yt, batch=1000)
+    assert report["test"] == {"accuracy": pytest.approx(accuracy), "loss": pytest.approx(loss, rel=1e-5),
+                              "version": 29, "samples": 300}
+    assert set(report["exports"]) == {"model.pt2", "model.onnx"}
+    assert all(c["ok"] and c["images"] == 300 for c in report["exports"].values())
 
 
 def test_report_without_target_or_model(tmp_path):
@@ -52,6 +75,7 @@ def test_report_without_target_or_model(tmp_path):
     assert report["target"]["reached"] is False
     assert report["target"]["after_s"] is None
     assert "model.safetensors" not in report["files"]
+    assert report["test"] is None and report["exports"] == {}
     assert not (tmp_path / "model.safetensors").exists()
 
 

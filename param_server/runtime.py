@@ -106,13 +106,19 @@ class Runtime:
             if self.core.advance_visible():
                 self.watch.publish()
 
-    def push(self, update: Update, body: bytes) -> dict[str, Any]:
-        """Take one update on the apply thread; return its answer once it is durable."""
-        answer, offset = self.apply(self.core.push, update, body)
+    def push(self, body: bytes, decode: Callable[[bytes], Update]) -> tuple[Update, dict[str, Any]]:
+        """Decode and take one push on the apply thread (one hand-off from the loop, not two);
+        return the update and its answer once it is durable."""
+        update, answer, offset = self.apply(self._decode_and_push, body, decode)
         if self.journal is not None:
             while self.journal.durable <= offset:
                 self.durable_watch.wait(1.0)
-        return answer
+        return update, answer
+
+    def _decode_and_push(self, body: bytes, decode: Callable[[bytes], Update]) -> tuple[Update, dict[str, Any], int]:
+        update = decode(body)
+        answer, offset = self.core.push(update, body)
+        return update, answer, offset
 
     def _durable_from_writer(self, durable: int) -> None:
         """Called on the journal's writer thread after each group commit: hand over to the loop."""

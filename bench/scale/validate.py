@@ -1,0 +1,144 @@
+"""Validate the scale model against real runs on this machine: `owtrain local` (the real parameter
+server, bridge, local invoker and action processes) with 1, 2, 4 and 8 workers and one server.
+
+For each run the measured figures come from its activation records (activations.db: start, end and
+the action's own phase timings): updates/s = acknowledged pushes / (last end − first start), and the
+time per epoch = that span / epochs. The model is then run with the calibrated costs
+(calibration.json) and the same job. One input is taken from the run itself, because other work
+shares this machine's two cores: the CPU slowdown, = the run's compute time per batch ÷ the
+calibrated one, applied to every CPU cost (under Linux's fair scheduler every busy process of ours
+gets the same share). The platform's per-activation overhead (the gap between one activation's end
+and the next one's start in a chain, plus its registration) is taken from the run too. What the
+model predicts is then the push and pull latencies with their queueing at the server, and so the
+throughput and the time per epoch.
+
+    .venv/bin/python bench/scale/validate.py [--workers 1,2,4,8] [--limit 8000] [--epochs 2]
+        [--extra-run RUN_DIR …] [--out bench/scale/validation.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+import costs as calibration  # noqa: E402
+from model import Platform, Run, simulate  # noqa: E402
+
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+
+
+def run_local(run_dir: Path, workers: int, limit: int, epochs: int, model: str, batch: int, interval: int,
+              budget: float) -> float:
+    """`owtrain local` as a user runs it; returns its wall time."""
+    argv = [PYTHON, "-m", "owtrain.cli", "local", "--dataset", "fashion-mnist", "--model", model,
+            "--workers", str(workers), "--limit", str(limit), "--max-epochs", str(epochs), "--target-accuracy", "0",
+            "--batch-size", str(batch), "--update-interval", str(interval), "--time-budget", str(budget),
+            "--eval-interval", "60", "--run-dir", str(run_dir), "--no-progress", "--action-memory-mb", "1024"]
+    t0 = time.monotonic()
+    subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900,
+                   env={**os.environ, "OWTRAIN_LOG": "WARNING"})
+    return time.monotonic() - t0
+
+
+def measured(run_dir: Path) -> dict[str, Any]:
+    """Throughput, phases and per-activation overhead of a finished run, from its activation records."""
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    db = sqlite3.connect(run_dir / "activations.db")
+    rows = db.execute("SELECT start, end, result FROM activations WHERE status = 'success' ORDER BY start").fetchall()
+    db.close()
+    results = [(s / 1000, e / 1000, json.loads(r)) for s, e, r in rows]
+    phases: dict[str, list[float]] = {}
+    for _, _, res in results:
+        for name, p in res["phases"].items():
+            acc = phases.setdefault(name, [0.0, 0.0])
+            acc[0] += p["s"]
+            acc[1] += p["n"]
+    by_worker: dict[str, list[tuple[float, float, dict]]] = {}
+    for item in results:
+        by_worker.setdefault(item[2]["worker"], []).append(item)
+    gaps = [b[0] - a[1] for chain in by_worker.values() for a, b in zip(chain, chain[1:], strict=False)]
+    register = phases.get("register", [0.0, 1.0])
+    span = max(e for _, e, _ in results) - min(s for s, _, _ in results)
+    pushes = sum(r["pushes"] for _, _, r in results)
+    return {"workers": config["workers"], "model": config["model"], "batch": config["batch_size"],
+            "interval": config["update_interval"], "budget": config["time_budget_s"],
+            "epochs": config["max_epochs"], "samples": sum(r["samples"] for _, _, r in results),
+            "pushes": pushes, "activations": len(results), "span_s": span, "updates_per_s": pushes / span,
+            "epoch_s": span / config["max_epochs"],
+            "compute_per_batch_s": phases["compute"][0] / phases["compute"][1],
+            "push_s": phases["push"][0] / max(1.0, phases["push"][1]),
+            "pull_s": phases["pull"][0] / max(1.0, phases["pull"][1]),
+            "overhead_s": (statistics.median(gaps) if gaps else 0.0) + register[0] / max(1.0, register[1])}
+
+
+def predicted(m: dict[str, Any], cal: dict[str, Any]) -> dict[str, Any]:
+    """The model's figures for the job of measured run `m`."""
+    base = calibration.costs(cal, m["model"], "none", m["batch"])
+    slowdown = m["compute_per_batch_s"] / base.compute_per_batch_s
+    c = base.slowed(slowdown)
+    # the local invoker's quotas (30 concurrent, 60 a minute), pre-warmed containers, loopback links
+    platform = Platform(concurrent=30, per_minute=60, invokers=1, blackbox_fraction=1.0, user_memory_mb=10**6,
+                        action_memory_mb=1024, cold_start_s=0.0, warm_overhead_s=m["overhead_s"], download_s=0.0,
+                        link_bytes_per_s=2e9, rtt_s=0.0002)
+    samples = m["samples"] / m["epochs"]
+    group_s = m["interval"] * c.compute_per_batch_s
+    duration = max(120.0, 40 * (group_s + 2 * (c.shard_push_s(1) + c.shard_pull_s(1))))
+    run = Run(chains=m["workers"], shards=1, update_interval=m["interval"], batch_size=m["batch"],
+              time_budget_s=m["budget"], dataset_samples=int(samples), duration_s=duration, warmup_s=duration / 6)
+    r = simulate(c, platform, run)
+    return {"slowdown": slowdown, "updates_per_s": r.updates_per_s, "epoch_s": r.epoch_s, "push_s": r.push_p50_s,
+            "samples_per_s": r.samples_per_s, "shard_utilisation": r.shard_utilisation[0]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", default="1,2,4,8")
+    ap.add_argument("--limit", type=int, default=8000)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--interval", type=int, default=4)
+    ap.add_argument("--budget", type=float, default=15.0)
+    ap.add_argument("--extra-run", type=Path, action="append", default=[],
+                    help="also compare a finished run folder (e.g. a ResNet-18 run)")
+    ap.add_argument("--out", type=Path, default=HERE / "validation.json")
+    args = ap.parse_args()
+    cal = calibration.load()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for w in (int(x) for x in args.workers.split(",")):
+            run_dir = Path(tmp) / f"lenet5-w{w}"
+            load = os.getloadavg()[0]
+            wall = run_local(run_dir, w, args.limit, args.epochs, "lenet5", args.batch, args.interval, args.budget)
+            rows.append({"run": f"lenet5, {w} worker(s)", "load": load, "wall_s": wall, "measured": measured(run_dir)})
+            print(json.dumps(rows[-1]), flush=True)
+    for run_dir in args.extra_run:
+        m = measured(run_dir)
+        rows.append({"run": f"{m['model']}, {m['workers']} worker(s) ({run_dir.name})", "load": None, "measured": m})
+    for row in rows:
+        row["predicted"] = predicted(row["measured"], cal)
+        mu, pu = row["measured"]["updates_per_s"], row["predicted"]["updates_per_s"]
+        row["error"] = pu / mu - 1
+        print(f"{row['run']:<40} measured {mu:8.2f} updates/s, predicted {pu:8.2f} ({100 * row['error']:+.1f} %); "
+              f"epoch {row['measured']['epoch_s']:.1f} s vs {row['predicted']['epoch_s']:.1f} s; slowdown "
+              f"{row['predicted']['slowdown']:.2f}", flush=True)
+    args.out.write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                    "calibration": cal["measured_at"], "rows": rows}, indent=2) + "\n",
+                        encoding="utf-8")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -57,7 +57,8 @@ FINAL_EVAL_WAIT_S = 60.0
 # their next push, every few tenths of a second) and how long to wait for the server to evaluate
 # the final version, before stopping anyway; together about two seconds.
 INTERRUPT_GRACE_S = 1.0
-INTERRUPT_EVAL_WAIT_S = 1.0
+INTERRUPT_EVAL_WAIT_S = 0.5
+INTERRUPT_STOP_S = 1.0  # the server's clean shutdown after Ctrl-C (checkpointed already): then SIGKILL
 INTERRUPT_REASON = "owtrain local was interrupted (Ctrl-C); `owtrain local --resume` continues the run"
 
 
@@ -120,6 +121,8 @@ def _run(cfg: LocalConfig) -> Outcome:
         with _no_interrupts():
             end = wind_down(cfg, admin, bridge, ps.url, evals, interrupted)
             bars.close(end.status, end.final)
+        if interrupted:
+            ps.stop_timeout_s = INTERRUPT_STOP_S
     session = Session(started=started, finished=time.time(), updates_applied=int(end.status["updates"]["applied"]),
                       rejected=end.status["updates"].get("rejected", {}), interrupted=interrupted,
                       points=train_points(end.history) + evals)
@@ -133,7 +136,8 @@ def _run(cfg: LocalConfig) -> Outcome:
                "saved_version": end.params[0] if end.params else None},
     )
     model, shape = _model(cfg, end.params)
-    report = write_report(cfg.run_dir, record, model, shape)
+    # after Ctrl-C: report.json and the weights only (the exports and plots wait for the run's end)
+    report = write_report(cfg.run_dir, record, model, shape, light=interrupted)
     # The printed final model is the saved one: its version, and its accuracy only if the server
     # evaluated exactly that version (after Ctrl-C there may not have been time).
     version = end.params[0] if end.params else int(end.final["version"])

@@ -123,6 +123,9 @@ class PSProcess:
 
     def __init__(self, process: ServiceProcess, url: str, port: int, admin_token: str) -> None:
         self.process, self.url, self.port, self.admin_token = process, url, port, admin_token
+        # How long a stop waits for the clean shutdown (final checkpoint) before SIGKILL; after an
+        # admin checkpoint and with the journal nothing is lost by a shorter wait (Ctrl-C).
+        self.stop_timeout_s = STOP_TIMEOUT_S
 
     def wait_ready(self) -> None:
         """Block until it answers (it imports torch and loads the test shard first), and make sure
@@ -154,10 +157,11 @@ def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path) -> Iterator[
     process = ServiceProcess(argv, cfg.run_dir / "logs" / "ps.log", env={"OWTRAIN_PS_THREADS": "1"}, role="ps",
                              port=cfg.ps_port)
     url = f"http://{cfg.advertise_host}:{cfg.ps_port}"
+    handle = PSProcess(process, url, cfg.ps_port, mint_token(_read(secret_file), cfg.job, ADMIN, TOKEN_TTL_S))
     try:
-        yield PSProcess(process, url, cfg.ps_port, mint_token(_read(secret_file), cfg.job, ADMIN, TOKEN_TTL_S))
+        yield handle
     finally:
-        process.stop()
+        process.stop(handle.stop_timeout_s)
 
 
 class LocalBridge:

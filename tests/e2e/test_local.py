@@ -21,6 +21,7 @@ import requests
 import torch
 from safetensors.torch import load_file
 
+from owtrain import supervised
 from owtrain.models import build_model
 from tests.fixtures.common import PYTHON, ROOT, live_processes
 
@@ -75,7 +76,7 @@ def test_local_trains_to_target_and_writes_report(tmp_path):
 
     # a finished run's folder is not silently reused (stale shards, another job's driver state)
     again = subprocess.run(_local(run_dir), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 1 and "already holds a run" in again.stderr
+    assert again.returncode == 2 and "already holds a run" in again.stderr and "Traceback" not in again.stderr
     assert json.loads((run_dir / "report.json").read_text()) == report
 
 
@@ -105,30 +106,47 @@ def test_ctrl_c_stops_everything_and_resume_continues(tmp_path):
         assert "restored the parameters of version 2" in rollback.stdout
 
         version_at_stop = requests.get(f"{url}/getVersion", timeout=5).json()["version"]
+        children = json.loads((run_dir / "processes.json").read_text())["children"]
+        sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
+        elapsed = time.monotonic() - sent
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, out
-    assert "owtrain local --resume" in out
+    # the job is closed first (activations return at their next push), then checkpoint and stop
+    assert elapsed < 3.5, f"Ctrl-C took {elapsed:.1f}s"
+    assert "owtrain local --resume" in out and "result: interrupted" in out
+    assert children and not [c for c in children if supervised.is_running(c["pid"], c["start_ticks"])]
+    # the printed final model is the saved one: same version as the checkpoint with the same weights
+    printed = int(re.search(r"^final model: version (\d+)", out, re.M).group(1))
+    assert printed >= version_at_stop
+    saved = load_file(str(run_dir / "model.safetensors"))
+    (path,) = [c for c in (run_dir / "checkpoints").glob("ckpt-*.safetensors") if int(c.stem.split("-")[1]) == printed]
+    checkpoint = load_file(str(path))
+    assert saved and all(torch.equal(saved[k], checkpoint[k]) for k in saved if k in checkpoint)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/getVersion", timeout=2)
     assert not _processes_mentioning(str(run_dir))
     checkpoints = sorted((run_dir / "checkpoints").glob("ckpt-*.safetensors"))
     assert checkpoints and int(checkpoints[-1].stem.split("-")[1]) >= version_at_stop
     interrupted = json.loads((run_dir / "report.json").read_text())
-    assert interrupted["interrupted"] is True
+    assert interrupted["interrupted"] is True and interrupted["saved_version"] == printed
 
     # --resume: same job and server port, the server restarts from the checkpoint, the chains continue
     resumed = subprocess.run([*OWTRAIN, "local", "--resume", str(run_dir), "--no-progress"], cwd=ROOT, env=ENV,
                              capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # finished its epochs, target not reached
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr  # finished its epochs, target not reached
+    assert "result: target missed" in resumed.stdout
     report = json.loads((run_dir / "report.json").read_text())
     assert report["interrupted"] is False
     assert report["config"]["job"] == config["job"]
     assert report["final"]["version"] > version_at_stop
-    assert min(e["version"] for e in report["evaluations"]) >= version_at_stop  # no restart from scratch
+    # one report for the whole run: both sessions' evaluations and updates
+    assert report["sessions"] == 2
+    assert min(e["version"] for e in report["evaluations"]) < version_at_stop < report["final"]["version"]
+    assert report["updates"]["applied"] > interrupted["updates"]["applied"]
     # every epoch over both shards (20000 samples each), counted across both sessions
     assert report["activations"]["samples"] >= 3 * 40000
     assert float(ACCURACY_LINE.search(resumed.stdout).group(1)) > 0.5

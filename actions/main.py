@@ -63,7 +63,8 @@ def main(args: dict) -> dict:
     try:
         shard = SHARD.get(cfg.dataset_sha256, lambda: load_shard(cfg, deadline, clock))
     except OwtrainError as exc:
-        return {"error": f"cannot load the shard: {type(exc).__name__}: {exc}", "phases": clock.to_json()}
+        return {"error": f"cannot load the shard: {type(exc).__name__}: {exc}", "phases": clock.to_json(),
+                "wall_s": round(time.monotonic() - started, 6)}
 
     # 2. register, then build (or reuse) the model and pull it if the server is newer
     remaining = deadline.remaining()
@@ -100,7 +101,7 @@ def main(args: dict) -> dict:
         summary = progress.result(cfg.epochs)
         log.error("activation failed after %d acknowledged pushes: %s", progress.pushes, exc)
         return {"error": f"{type(exc).__name__}: {exc}; progress so far: {json.dumps(summary)}",
-                "progress": summary, "phases": clock.to_json()}
+                "progress": summary, "phases": clock.to_json(), "wall_s": round(time.monotonic() - started, 6)}
     finally:
         client.close()
         if not finished:

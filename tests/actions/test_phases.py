@@ -82,6 +82,17 @@ def test_sync_rounds_are_charged_to_sync_wait(ps_server, shard, local_invoker):
     assert covered(phases) == pytest.approx(activation.result["wall_s"], rel=0.10)
 
 
+@pytest.mark.swift
+def test_an_error_result_also_says_where_its_time_went(ps_server, shard, action_server):
+    ps = ps_server(model="mlp")
+    assert action_server.init().status_code == 200
+    status, result = action_server.run(action_params(ps, shard, dataset_sha256="0" * 64))  # not this shard's
+    assert status == 200 and "ShardCorrupt" in result["error"]
+    phases = result["phases"]
+    assert phases["download"]["n"] == 1 and phases["compute"]["n"] == 0
+    assert result["wall_s"] >= phases["download"]["s"] > 0
+
+
 def test_report_phases_refuses_malformed_bodies_with_400(ps_server):
     ps = ps_server()
     url, auth = ps.url + "/reportPhases", {"Authorization": f"Bearer {ps.token('w0')}"}

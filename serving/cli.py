@@ -85,7 +85,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         log.error("%s", exc)
         return 2
-    serve(cfg, storage, events if events.bucket else None, s3)
+    try:
+        serve(cfg, storage, events if events.bucket else None, s3)
+    except OwtrainError as exc:  # an unreachable store, a missing webhook token: say what to fix
+        log.error("%s", exc)
+        return 2
     return 0
 
 

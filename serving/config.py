@@ -10,7 +10,6 @@ from typing import Any
 from owtrain.errors import ConfigError
 from serving.batcher import make_policy
 from serving.limits import LimitSettings
-from serving.repository import parse_policy
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
@@ -45,10 +44,10 @@ class ServeConfig:
     anon_rate: float = _opt(LimitSettings.anon_rate, "requests/s per anonymous caller (by address)")
     anon_burst: float = _opt(LimitSettings.anon_burst, "burst per anonymous caller")
     threads: int = _opt(1, "torch threads for the forward passes")
-    models: tuple[str, ...] = _opt((), "serve only these models (default: every model in the repository)",
-                                   cli=False)
 
     def __post_init__(self) -> None:
+        from serving.repository import parse_policy  # imports torch: not at `owtrain` start-up
+
         parse_policy(self.policy)
         make_policy(self.batching, self.slo_ms, self.max_batch)
         if self.max_instances < 1 or self.max_queue < self.max_instances:

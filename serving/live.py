@@ -41,11 +41,10 @@ class LiveModels:
     """Loaded versions per model, with their batchers; thread-safe reads, one refresher."""
 
     def __init__(self, repo: Repository, policy: tuple[str, tuple[int, ...]], batching: Callable[[], BatchPolicy],
-                 max_queue: int, max_wait_s: float, metrics: ServingMetrics | None = None,
-                 only: tuple[str, ...] = ()) -> None:
+                 max_queue: int, max_wait_s: float, metrics: ServingMetrics | None = None) -> None:
         self.repo, self.policy, self.batching = repo, policy, batching
         self.max_queue, self.max_wait_s = max_queue, max_wait_s
-        self.metrics, self.only = metrics, only
+        self.metrics = metrics
         self._models: dict[str, ModelEntry] = {}
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
@@ -101,8 +100,7 @@ class LiveModels:
     def refresh(self) -> None:
         """One pass over the repository (see the module docstring)."""
         with self._refresh_lock:
-            names = [n for n in self.repo.models() if not self.only or n in self.only]
-            for name in names:
+            for name in self.repo.models():
                 self._refresh_model(name)
 
     def _refresh_model(self, name: str) -> None:

@@ -95,7 +95,7 @@ def build(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = 
     metrics = ServingMetrics()
     live = LiveModels(Repository(storage), parse_policy(cfg.policy),
                       lambda: make_policy(cfg.batching, cfg.slo_ms, cfg.max_batch), cfg.max_queue,
-                      cfg.max_wait_ms / 1000.0, metrics, cfg.models)
+                      cfg.max_wait_ms / 1000.0, metrics)
     live.start(cfg.poll_s)
     predictor = Predictor(live, PredictionCache(cfg.cache_size), metrics, cfg.timeout_s)
     limits = CallerLimits(cfg.limits, cfg.secret, cfg.job)

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import requests
+from minio.error import S3Error
 
 from dataset_packer.stores.base import Store
 from owtrain.errors import BadRequest, StoreUnreachable
@@ -85,7 +86,10 @@ class S3Storage(RepoStorage):
 
     def list(self, prefix: str) -> list[str]:
         full = self.prefix + prefix
-        return sorted(o.key[len(self.prefix):] for o in self.store.list(full))
+        try:
+            return sorted(o.key[len(self.prefix):] for o in self.store.list(full))
+        except S3Error as exc:
+            raise StoreUnreachable(f"listing s3://{self.bucket}/{full}: {exc.code}: {exc.message}") from exc
 
     def read(self, key: str) -> bytes | None:
         url = self.store.presign_get(self.prefix + key, timedelta(minutes=5))
@@ -105,7 +109,10 @@ class S3Storage(RepoStorage):
         with tempfile.NamedTemporaryFile() as tmp:
             tmp.write(data)
             tmp.flush()
-            self.store.put_file(self.prefix + key, Path(tmp.name), hashlib.sha256(data).hexdigest(), "model")
+            try:
+                self.store.put_file(self.prefix + key, Path(tmp.name), hashlib.sha256(data).hexdigest(), "model")
+            except S3Error as exc:
+                raise StoreUnreachable(f"writing s3://{self.bucket}/{self.prefix}{key}: {exc.code}: {exc.message}") from exc
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"

@@ -96,7 +96,7 @@ authorizations = st.one_of(st.none(), st.just(f"Bearer {TOKEN}"), st.just(f"bear
                            latin1_text, latin1_text.map(lambda t: "Bearer " + t))
 
 
-@settings(FUZZ, max_examples=400)
+@settings(FUZZ, max_examples=500)
 @given(hostile_bytes, authorizations)
 def test_any_body_with_any_authorization(target, body, authorization):
     resp = check(target.post(body, authorization), MODULE)
@@ -127,7 +127,7 @@ def _record(target: Target, data: Any) -> dict:
     return event
 
 
-@settings(FUZZ, max_examples=700)
+@settings(FUZZ, max_examples=450)
 @given(st.data())
 def test_notifications_of_any_shape_with_the_token(target, data):
     records = [_record(target, data) for _ in range(data.draw(st.integers(0, 3)))]
@@ -174,4 +174,5 @@ def test_the_bridge_survived(target):
     text = target.bridge.log_text()
     assert_clean_log(text)
     assert rejection_lines(text) <= 20 + 5 * (time.monotonic() - target.started) + 5
-    assert CASES[MODULE] >= 1400, CASES
+    print(f"{MODULE}: {CASES[MODULE]} generated cases")  # quoted in docs/reliability.md
+    assert CASES[MODULE] >= 1300, CASES

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dataset_packer.config import DEFAULT_PRESIGN_SECONDS, StoreConfig, default_data_dir
-from owtrain.errors import OwtrainError
+from owtrain.errors import ConfigError, OwtrainError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ def _reported(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     def run(args: argparse.Namespace) -> int:
         try:
             return fn(args)
+        except ConfigError:
+            raise  # a usage error: `owtrain` prints it argparse's way and exits 2
         except (OwtrainError, ValueError, FileNotFoundError) as exc:
             log.error("%s", exc)
             return 1
@@ -69,9 +71,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 @_reported
 def cmd_pack(args: argparse.Namespace) -> int:
     from dataset_packer.pack import pack
-    from dataset_packer.sources import load_source
+    from dataset_packer.sources import check_source, load_source
     from dataset_packer.split import default_val_size
 
+    try:
+        check_source(args.source)  # before any work: a usage error names SOURCE and the choices
+    except ValueError as exc:
+        raise ConfigError(f"SOURCE: {exc}") from None
     dataset = load_source(args.source, _data_dir(args), offline=args.offline)
     val_size = default_val_size(len(dataset.train_y)) if args.val_size is None else args.val_size
     shards = pack(dataset, args.shards, Path(args.out), stratified=args.stratified, test_shard=args.test_shard,

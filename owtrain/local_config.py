@@ -178,23 +178,9 @@ def check_components(cfg: LocalConfig) -> None:
 
 def check_model(name: str) -> None:
     """ConfigError unless `name` is a registered model or an importable `package.module:Class` model."""
-    import importlib
+    from owtrain.models import model_factory
 
-    from torch import nn
-
-    from owtrain.models import MODELS
-
-    if name in MODELS:
-        return
-    choices = f"choose one of {', '.join(sorted(MODELS))} or give package.module:Class"
-    module_name, sep, cls_name = name.partition(":")
-    if not sep or not module_name or not cls_name:
-        raise ConfigError(f"--model {name!r} is not a registered model; {choices}")
     try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except ImportError as exc:
-        raise ConfigError(f"--model {name!r}: cannot import {module_name!r} ({exc}); {choices}") from None
-    except AttributeError:
-        raise ConfigError(f"--model {name!r}: module {module_name!r} has no {cls_name!r}; {choices}") from None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ConfigError(f"--model {name!r} is not a torch.nn.Module subclass; {choices}")
+        model_factory(name)
+    except ValueError as exc:
+        raise ConfigError(f"--model: {exc}") from None

@@ -145,15 +145,31 @@ def build_model(name: str, num_classes: int = 10, seed: int | None = 0) -> nn.Mo
     `seed` fixes the initial weights so every process that builds the model agrees; `None`
     leaves torch's global RNG as it is.
     """
+    factory = model_factory(name)
     if seed is not None:
         torch.manual_seed(seed)
+    return factory(num_classes=num_classes)
+
+
+def model_factory(name: str) -> Callable[..., nn.Module]:
+    """The class (factory) of a registered model or of an importable `package.module:Class` that
+    is a `torch.nn.Module`; ValueError naming what is wrong and the valid choices. Commands call it
+    while checking their options, before any work starts."""
     if name in MODELS:
-        return MODELS[name].factory(num_classes=num_classes)
-    if ":" in name:
-        module_name, _, cls_name = name.partition(":")
+        return MODELS[name].factory
+    choices = f"choose one of {', '.join(sorted(MODELS))} or give package.module:Class"
+    module_name, sep, cls_name = name.partition(":")
+    if not sep or not module_name or not cls_name:
+        raise ValueError(f"unknown model {name!r}; {choices}")
+    try:
         cls = getattr(importlib.import_module(module_name), cls_name)
-        return cls(num_classes=num_classes)
-    raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)} or give package.module:Class")
+    except ImportError as exc:
+        raise ValueError(f"model {name!r}: cannot import {module_name!r} ({exc}); {choices}") from None
+    except AttributeError:
+        raise ValueError(f"model {name!r}: module {module_name!r} has no {cls_name!r}; {choices}") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"model {name!r} is not a torch.nn.Module subclass; {choices}")
+    return cls
 
 
 def input_shape(name: str) -> tuple[int, ...] | None:

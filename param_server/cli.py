@@ -149,22 +149,28 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
 
 
 def read_secret(path: Path | None) -> str:
-    """The job secret from `path` or $OWTRAIN_JOB_SECRET; SystemExit with advice if neither."""
-    secret = path.read_text().strip() if path else os.environ.get(SECRET_ENV, "")
+    """The job secret from `path` or $OWTRAIN_JOB_SECRET; ConfigError (a usage error) with advice if neither."""
+    from owtrain.errors import ConfigError
+
+    try:
+        secret = path.read_text().strip() if path else os.environ.get(SECRET_ENV, "")
+    except OSError as exc:
+        raise ConfigError(f"--secret-file {path}: cannot read it ({exc.strerror})") from None
     if not secret:
-        raise SystemExit(f"no job secret: pass --secret-file FILE or set ${SECRET_ENV}")
+        raise ConfigError(f"no job secret: pass --secret-file FILE or set ${SECRET_ENV}")
     return secret
 
 
 def _config(args: argparse.Namespace) -> PSConfig:
+    from owtrain.errors import ConfigError
     from param_server.config import PSConfig, S3Target
 
     if not args.job:
-        raise SystemExit("--job is required to serve")
+        raise ConfigError("--job is required to serve (the job name the tokens are minted for)")
     s3 = None
     if args.s3_endpoint:
         if not args.s3_bucket:
-            raise SystemExit("--s3-endpoint needs --s3-bucket")
+            raise ConfigError("--s3-endpoint needs --s3-bucket")
         s3 = S3Target(args.s3_endpoint, args.s3_bucket, os.environ.get("OWTRAIN_S3_ACCESS_KEY", ""),
                       os.environ.get("OWTRAIN_S3_SECRET_KEY", ""), secure=not args.s3_insecure, prefix=args.s3_prefix)
     return PSConfig(
@@ -189,24 +195,44 @@ def _config(args: argparse.Namespace) -> PSConfig:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _config(args)  # the cheap checks come before torch's import
     import torch
 
     torch.set_num_threads(int(os.environ.get("OWTRAIN_PS_THREADS", "1")))
     from owtrain.errors import OwtrainError
     from param_server.serve import serve
 
+    _check_names(cfg)  # usage errors (exit 2) before the server loads anything
     try:
-        serve(_config(args))
-    except (ValueError, OwtrainError) as exc:  # bad model, strategy, eval shard or checkpoint: no traceback
+        serve(cfg)
+    except (ValueError, OwtrainError) as exc:  # bad eval shard or checkpoint: no traceback
         raise SystemExit(f"owtrain ps: {exc}") from exc
     return 0
+
+
+def _check_names(cfg: PSConfig) -> None:
+    """ConfigError naming the option when --strategy or --model names nothing valid."""
+    from owtrain.errors import ConfigError
+    from owtrain.models import model_factory
+    from param_server.strategies import parse_strategy
+
+    try:
+        parse_strategy(cfg.strategy)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--strategy {cfg.strategy!r}: {exc}") from None
+    try:
+        model_factory(cfg.model)
+    except ValueError as exc:
+        raise ConfigError(f"--model: {exc}") from None
 
 
 def cmd_token(args: argparse.Namespace) -> int:
     from param_server.auth import mint_token
 
     if not args.job:
-        raise SystemExit("--job is required")
+        from owtrain.errors import ConfigError
+
+        raise ConfigError("--job is required (the job the token is for)")
     print(mint_token(read_secret(args.secret_file), args.job, args.worker, args.ttl))
     return 0
 
@@ -218,7 +244,9 @@ def _admin_client(args: argparse.Namespace) -> PSClient:
     token = args.token
     if not token:
         if not args.job:
-            raise SystemExit("pass --token, or --job with --secret-file / $OWTRAIN_JOB_SECRET to mint one")
+            from owtrain.errors import ConfigError
+
+            raise ConfigError("pass --token, or --job with --secret-file / $OWTRAIN_JOB_SECRET to mint one")
         token = mint_token(read_secret(args.secret_file), args.job, ADMIN, 600)
     return PSClient(args.url, token, verify=str(args.ca_cert) if args.ca_cert else True)
 

@@ -180,9 +180,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         shards = load_train_shards(args.shards)
         state = DriverState(args.state or c.state_dir() / f"{config.job}.db")
         invoker = make_invoker_from_args(args, config.concurrent, config.per_minute, config.rate_window_s)
-    except OwtrainError as exc:
-        log.error("%s", exc)
-        return 2
+    except OwtrainError as exc:  # a usage error: nothing was started (`owtrain` prints it, exit 2)
+        raise ConfigError(str(exc)) from None
     bar = None if args.no_progress else ProgressBar(len(shards) * config.epochs)
     try:
         for entry in shards:
@@ -331,9 +330,8 @@ def cmd_bridge_serve(args: argparse.Namespace) -> int:
         store = _open_store(args)
         state = DriverState(args.state or c.state_dir() / f"{driver_cfg.job}-bridge.db")
         invoker = _bridge_invoker(args, config, driver_cfg)
-    except (OwtrainError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
+    except (OwtrainError, ValueError) as exc:  # a usage error: nothing was started (exit 2)
+        raise ConfigError(str(exc)) from None
     targeted = driver_cfg.target_accuracy is not None
     driver = Driver(invoker, state, driver_cfg, resolver=store_resolver(store, config.presign_seconds),
                     accuracy=accuracy_reader(driver_cfg.ps_url) if targeted else None, closer=job_closer(driver_cfg))

@@ -8,6 +8,7 @@ the CLI reads the environment: the other components receive these objects.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -194,6 +195,10 @@ class BridgeConfig:
     trigger: str = "shard-uploaded"
 
     def __post_init__(self) -> None:
+        try:
+            re.compile(self.key_pattern)
+        except re.error as exc:
+            raise ConfigError(f"--key-pattern {self.key_pattern!r} is not a regular expression: {exc}") from None
         if self.dispatch not in {"invoke", "trigger"}:
             raise ConfigError(f"dispatch must be 'invoke' or 'trigger', not {self.dispatch!r}")
 

@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default=os.environ.get("OWTRAIN_ACTION_HOST", "127.0.0.1"),
                        help="address to listen on (default: $OWTRAIN_ACTION_HOST or 127.0.0.1; "
                             "the image sets 0.0.0.0 so the invoker can reach it)")
-    serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080, as OpenWhisk expects)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("OWTRAIN_ACTION_PORT") or 8080),
+                       help="TCP port (default: $OWTRAIN_ACTION_PORT or 8080, as OpenWhisk expects; owtrain's "
+                            "docker invoker sets the variable, its containers share the host's network)")
     serve.add_argument("--entry", default=DEFAULT_ENTRY,
                        help=f"package.module:function called for each /run (default {DEFAULT_ENTRY})")
     serve.set_defaults(func=cmd_serve)

@@ -86,6 +86,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a("--openwhisk", action="store_true",
       help="invoke the real dist-train action on OpenWhisk (credentials from ~/.wskprops or WSK_APIHOST/WSK_AUTH) "
            "instead of local action processes; needs --advertise-host reachable from its containers")
+    a("--invoker", default=_default("invoker"), choices=("local", "docker"),
+      help="local: action processes on this machine; docker: every activation in a container of --image on "
+           "this machine's Docker engine, under the same limits (docs/invocation.md)")
+    a("--image", default=None, help="the action image of --invoker docker, with an explicit tag "
+                                    "(scripts/build-image.sh --offline TAG builds one)")
     a("--action", default="dist-train", help="name of the action to invoke")
     a("--bind-host", default="127.0.0.1", help="address the parameter server and embedded S3 listen on")
     a("--advertise-host", default="127.0.0.1",
@@ -137,7 +142,8 @@ def config_from_args(args: argparse.Namespace) -> LocalConfig:
         momentum=args.momentum, batch_size=args.batch_size, update_interval=args.update_interval,
         time_budget_s=args.time_budget, action_timeout_ms=args.action_timeout_ms,
         action_memory_mb=args.action_memory_mb, limit=args.limit, seed=args.seed,
-        eval_interval_s=args.eval_interval, s3=s3, openwhisk=args.openwhisk, action=args.action,
+        eval_interval_s=args.eval_interval, s3=s3, openwhisk=args.openwhisk, invoker=args.invoker,
+        image=args.image, action=args.action,
         bind_host=args.bind_host, advertise_host=args.advertise_host, progress=not args.no_progress,
     )
 

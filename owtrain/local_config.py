@@ -66,6 +66,8 @@ class LocalConfig:
     eval_interval_s: float = 2.0
     s3: S3Settings | None = None
     openwhisk: bool = False
+    invoker: str = "local"  # or "docker": every activation in a container of `image`
+    image: str | None = None
     action: str = "dist-train"
     bind_host: str = "127.0.0.1"
     advertise_host: str = "127.0.0.1"
@@ -88,6 +90,11 @@ class LocalConfig:
                               "its cursor before it is killed)")
         if self.limit is not None and self.limit < self.workers:
             raise ConfigError("--limit must leave at least one sample per worker")
+        if self.invoker not in ("local", "docker"):
+            raise ConfigError(f"--invoker {self.invoker!r}: choose local or docker (or --openwhisk)")
+        if self.invoker == "docker" and (not self.image or self.openwhisk):
+            raise ConfigError("--invoker docker needs --image TAG (scripts/build-image.sh builds one) and no "
+                              "--openwhisk")
         if self.mode not in ("grad", "delta"):
             raise ConfigError(f"--mode {self.mode!r}: choose grad or delta")
         if not self.lr > 0:

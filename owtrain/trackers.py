@@ -35,7 +35,7 @@ def record_trackers(cfg: LocalConfig, report: Mapping[str, Any]) -> None:
 
     if cfg.tensorboard and report.get("test"):
         write_test_scalars(cfg.run_dir / TENSORBOARD_DIR, report["test"])
-    if cfg.mlflow_uri:
+    if cfg.mlflow_uri and not report.get("interrupted"):  # a resumed run records the whole run at its end
         files = [cfg.run_dir / name for name in report["files"].values()] + [cfg.run_dir / "report.json"]
         try:
             log_mlflow(cfg.mlflow_uri, cfg.job, report["config"], report["evaluations"], report.get("test"), files,

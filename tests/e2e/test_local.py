@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,8 @@ pytestmark = pytest.mark.slow
 
 OWTRAIN = [PYTHON, "-m", "owtrain.cli"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-ACCURACY_LINE = re.compile(r"^final test accuracy: ([0-9.]+)$", re.M)
+ACCURACY_LINE = re.compile(r"^final validation accuracy: ([0-9.]+)$", re.M)
+TEST_LINE = re.compile(r"^final test accuracy: ([0-9.]+) \(the saved model", re.M)
 
 
 def _local(run_dir: Path, *flags: str) -> list[str]:
@@ -53,13 +53,23 @@ def test_local_trains_to_target_and_writes_report(tmp_path):
     report = json.loads((run_dir / "report.json").read_text())
     assert report["target"]["reached"] is True
     assert report["final"]["accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    # the target was judged on the validation shard; the test set was scored once, on the saved model
+    test_accuracy = float(TEST_LINE.search(done.stdout).group(1))
+    assert report["test"]["accuracy"] == pytest.approx(test_accuracy, abs=1e-4)
+    assert report["test"]["version"] == report["final"]["version"] and report["test"]["samples"] == 4000
+    assert all(check["ok"] for check in report["exports"].values()) and set(report["exports"]) == \
+        {"model.pt2", "model.onnx"}
+    assert (run_dir / "shards" / "mnist-val.tar.gz").exists()
+    assert (run_dir / "dashboard.html").stat().st_size > 50_000  # the static copy, with its data
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     # every version is an applied update, or the rollback to the first version that reached the target
     restored = report["restored"]
     assert report["updates"]["applied"] + (restored is not None) >= report["final"]["version"] > 0
     if restored is not None:
         assert restored["as_version"] == report["final"]["version"] and restored["accuracy"] >= 0.85
     assert report["activations"]["count"] >= 2 and report["activations"]["by_status"].get("success", 0) >= 2
-    assert report["config"]["workers"] == 2 and report["config"]["samples_per_epoch"] == 4000
+    # 4000 samples less the 333 held out for validation (min(5000, 4000 // 12))
+    assert report["config"]["workers"] == 2 and report["config"]["samples_per_epoch"] == 3667
     assert report["rollback"]["checkpoints"], "a final checkpoint must be on disk"
     for name in ("curves.png", "activity.png"):
         assert (run_dir / name).read_bytes()[:4] == b"\x89PNG"
@@ -67,11 +77,9 @@ def test_local_trains_to_target_and_writes_report(tmp_path):
     # the model files load without owtrain's server and agree with each other
     model = build_model("lenet5")
     model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.load(str(run_dir / "model.torchscript.pt"))
+    exported = torch.export.load(str(run_dir / "model.pt2")).module()
     x = torch.randn(4, 1, 28, 28)
-    assert torch.allclose(scripted(x), model.eval()(x), atol=1e-5)
+    assert torch.allclose(exported(x), model.eval()(x), atol=1e-5)
     assert not _processes_mentioning(str(run_dir))
 
     # a finished run's folder is not silently reused (stale shards, another job's driver state)
@@ -147,8 +155,8 @@ def test_ctrl_c_stops_everything_and_resume_continues(tmp_path):
     assert report["sessions"] == 2
     assert min(e["version"] for e in report["evaluations"]) < version_at_stop < report["final"]["version"]
     assert report["updates"]["applied"] > interrupted["updates"]["applied"]
-    # every epoch over both shards (20000 samples each), counted across both sessions
-    assert report["activations"]["samples"] >= 3 * 40000
+    # every epoch over both shards (40000 samples less 3333 held out for validation), across both sessions
+    assert report["activations"]["samples"] >= 3 * 36667
     assert float(ACCURACY_LINE.search(resumed.stdout).group(1)) > 0.5
     assert not _processes_mentioning(str(run_dir))
 
@@ -178,5 +186,5 @@ def test_openwhisk_mode_invokes_the_action_through_the_controller_api(tmp_path, 
     assert {r.body["worker"] for r in invoked} == {"w1", "w2"}
     report = json.loads((run_dir / "report.json").read_text())
     assert report["activations"]["by_status"] == {"success": report["activations"]["count"]}
-    assert report["activations"]["samples"] == 2000
+    assert report["activations"]["samples"] == 2000 - 166  # less the validation samples
     assert report["final"]["version"] > 0

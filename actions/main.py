@@ -34,6 +34,7 @@ from dataset_packer.download import fetch_shard
 from dataset_packer.shard import Shard, read_shard
 from owtrain.compression import make_compressor
 from owtrain.errors import BadRequest, JobClosed, OwtrainError, StaleUpdate
+from owtrain.log import ensure_logging
 from owtrain.models import build_model
 from owtrain.phases import PhaseClock
 from owtrain.ps_client import PSClient
@@ -47,6 +48,7 @@ def main(args: dict) -> dict:
     """OpenWhisk entry (Contract 3): returns `{samples, steps, avg_loss, version, done, next, phases,
     wall_s, …}` or `{"error": …}` (an application error; the container stays warm)."""
     started = time.monotonic()
+    ensure_logging()  # OpenWhisk's Python runtime configures none; the Docker runtime's CLI has
     clock = PhaseClock()
     try:
         cfg = ActionConfig.from_params(args, os.environ)

@@ -25,6 +25,17 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+def ensure_logging() -> None:
+    """Configure logging as the CLI does unless something already did.
+
+    For entry points that run inside another program's process: OpenWhisk's Python runtime
+    imports the action and calls `main` from a launcher that sets up no handler, so without this
+    every INFO line would be dropped and warnings would come out bare (logging's last resort).
+    """
+    if not logging.getLogger().handlers:
+        setup_logging()
+
+
 def setup_logging(level: str | None = None) -> None:
     """Configure the root logger once; `OWTRAIN_LOG` or `level` picks the level (INFO default).
     Every handler redacts credentials, whichever library logs them."""

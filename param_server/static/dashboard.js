@@ -260,8 +260,24 @@ async function poll() {
 }
 
 createCharts();
+// The last evaluation may be newer than the last history point (the copy is written right after
+// the final evaluation): it becomes the curves' last point, so they end where the cards do.
+function withFinalEvaluation(history, status) {
+  const ev = status.eval || {};
+  const times = history.time || [];
+  if (num(ev.time) === null || num(ev.accuracy) === null || (times.length && times[times.length - 1] >= ev.time)) {
+    return history;
+  }
+  const last = (key) => (history[key] && history[key].length ? history[key][history[key].length - 1] : null);
+  const point = { time: ev.time, version: ev.evaluated_version, loss: status.loss ?? last("loss"),
+    accuracy: ev.accuracy, eval_loss: ev.loss, updates_per_s: 0, staleness: 0, workers: last("workers") };
+  const out = {};
+  for (const key of Object.keys(history)) { out[key] = [...history[key], point[key] ?? null]; }
+  return out;
+}
+
 if (SNAPSHOT) {
-  absorbHistory(SNAPSHOT.history || {});
+  absorbHistory(withFinalEvaluation(SNAPSHOT.history || {}, SNAPSHOT.status || {}));
   render(SNAPSHOT.status || {}, SNAPSHOT.test);
   $("conn").textContent = "static copy";
   $("conn").className = "badge";

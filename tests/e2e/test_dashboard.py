@@ -228,7 +228,7 @@ def test_dashboard_charts_show_the_servers_values_while_a_job_runs(ps_server, br
 def test_static_copy_shows_its_data_and_the_test_accuracy_without_a_server(browser_page, tmp_path):
     status = {"version": 42, "job": "j", "model": "lenet5", "strategy": {"name": "async"}, "workers": {},
               "updates": {"applied": 42, "rejected": {}}, "staleness_histogram": {"0": 30, "2": 12},
-              "eval": {"accuracy": 0.975, "loss": 0.08, "evaluated_version": 42, "time": 10.0},
+              "eval": {"accuracy": 0.9765, "loss": 0.07, "evaluated_version": 42, "time": 3.5},
               "run": {"target_accuracy": 0.97, "samples_per_epoch": 1000, "max_epochs": 3}}
     history = {"time": [1.0, 2.0, 3.0], "version": [10, 25, 42], "loss": [1.2, 0.3, 0.1],
                "accuracy": [0.91, 0.96, 0.975], "eval_loss": [0.5, 0.2, 0.08], "updates_per_s": [5.0, 6.0, 7.0],
@@ -241,11 +241,13 @@ def test_static_copy_shows_its_data_and_the_test_accuracy_without_a_server(brows
     page.goto(path.as_uri())
     page.wait_for_function("document.getElementById('conn').textContent === 'static copy'", timeout=15_000)
     assert page.text_content("#stat-test") == "97.31 % (v42)"
-    assert page.text_content("#stat-accuracy") == "97.50 %"
+    assert page.text_content("#stat-accuracy") == "97.65 %"
     acc = _chart(page, "acc-version")
-    assert acc["data"] == [[10, 25, 42], [0.91, 0.96, 0.975], [0.97, 0.97, 0.97]]
+    # the final evaluation, newer than the last history point, ends the curves
+    assert acc["data"] == [[10, 25, 42, 42], [0.91, 0.96, 0.975, 0.9765], [0.97] * 4]
     assert 0.85 < acc["ymin"] < 0.97 and acc["ymax"] <= 1.0
-    assert _chart(page, "loss-time")["data"][0] == [0, 1, 2]
+    assert _chart(page, "loss-time")["data"][0] == [0, 1, 2, 2.5]
+    assert _chart(page, "loss-version")["data"][2] == [0.5, 0.2, 0.08, 0.07]
     assert _near(GREEN, page.evaluate(PIXEL_AT_LAST_POINT, ["acc-version", 1]))
     assert page.errors == []
     ARTIFACTS.mkdir(exist_ok=True)

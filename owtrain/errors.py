@@ -109,3 +109,7 @@ class CheckpointCorrupt(OwtrainError):
 
 class DatasetUnavailable(OwtrainError):
     """No source of a dataset (local package, Debian files, official mirror) gave verified data."""
+
+
+class RecordsDisagree(OwtrainError):
+    """A resumed run's records count updates that its recovered parameter server does not have."""

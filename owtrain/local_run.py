@@ -36,6 +36,7 @@ from dataset_packer.config import StoreConfig, default_data_dir
 from owtrain.errors import ConfigError, OwtrainError
 from owtrain.local_config import LocalConfig
 from owtrain.local_progress import EpochBars
+from owtrain.local_reconcile import check_records_agree
 from owtrain.local_services import (
     STATIC_DASHBOARD,
     LocalBridge,
@@ -113,9 +114,10 @@ def _run(cfg: LocalConfig) -> Outcome:
         store = stack.enter_context(object_store(cfg))                              # S3 while it starts
         upload(store, shards_dir, cfg)                                              # shards into the bucket
         ps.wait_ready()
+        admin = PSClient(ps.url, ps.admin_token)
+        check_records_agree(cfg.run_dir, admin)                                     # after a crash
         print(f"dashboard: {ps.url}/dashboard", flush=True)
         bridge = stack.enter_context(start_bridge(cfg, secret, ps.url, store, invoker))  # → driver
-        admin = PSClient(ps.url, ps.admin_token)
         bars = EpochBars(samples_per_epoch, cfg.max_epochs, bridge.samples_before, cfg.progress)
         evals: list[Point] = []
         try:

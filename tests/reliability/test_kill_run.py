@@ -248,6 +248,31 @@ def test_resume_refuses_a_server_port_held_by_another_process(tmp_path):
     assert "dashboard:" not in again.stdout
 
 
+def test_resume_refuses_when_the_server_lost_what_the_records_count(tmp_path):
+    """A machine crash that also lost the server's journal and checkpoints (or a run with the journal
+    off): the recovered server is behind the driver's records. Resuming would skip the lost samples,
+    so it is refused, saying what happened and what to do, and nothing is trained."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    first = Watched([*OWTRAIN, "local", "--run-dir", str(run_dir), *LOCAL_FLAGS], tmp_path / "first.log")
+    first.wait_for(r"trained \d+ samples")
+    assert_all_gone(first.sigkill())
+    shutil.rmtree(run_dir / "checkpoints")  # the journal lives in it too
+    chains = DriverState(run_dir / "driver.db")
+    before = sum(len(chains.history(s.key)) for s in chains.shards())
+    chains.close()
+    resumed = Watched([*OWTRAIN, "local", "--resume", str(run_dir), "--no-progress"], tmp_path / "resumed.log")
+    assert resumed.finish(timeout=300) == 1, resumed.text()[-3000:]
+    text = resumed.text()
+    assert "recovered fewer updates than the driver recorded as trained" in text and "Traceback" not in text
+    assert "result: failed" in text
+    assert_all_gone(resumed.seen, timeout=2)
+    chains = DriverState(run_dir / "driver.db")
+    assert sum(len(chains.history(s.key)) for s in chains.shards()) == before, "nothing may be trained"
+    chains.close()
+
+
 def _driver_job(ps_server, swift_s3, tmp_path: Path):
     ps = ps_server(strategy="async", lr=0.05, checkpoint_dir=tmp_path / "ckpt")
     bucket = f"kill{uuid.uuid4().hex[:8]}"

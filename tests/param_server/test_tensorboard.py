@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dataset_packer.shard import ShardInfo, read_shard, write_shard
+from owtrain.trackers import write_test_scalars
 from param_server.evaluator import evaluate
+from param_server.tensorboard_log import TensorBoardLog
+from tests.fixtures.common import PYTHON, ServiceProcess, free_port
 from tests.param_server.helpers import batch, grads, lenet, meta
 
 
@@ -60,3 +65,35 @@ def test_server_writes_loss_validation_throughput_staleness_and_worker_counts(ps
     assert events.Scalars("train/loss")[-1].value == pytest.approx(2.0)
     assert max(s.value for s in events.Scalars("server/updates_per_s")) > 0
     assert events.Scalars("server/updates_per_s")[-1].step == 5  # steps are model versions
+
+
+def test_tensorboard_itself_serves_the_run_folder(tmp_path):
+    """`tensorboard --logdir RUN_DIR/tensorboard` (the real server, over HTTP) lists and serves the scalars."""
+    logdir = tmp_path / "tensorboard"
+    board = TensorBoardLog(logdir)
+    for version, accuracy in ((5, 0.5), (10, 0.8)):
+        board.evaluated("val", version, 1.0 - accuracy, accuracy)
+    board.sampled(10, 0.4, 12.5, 0.5, 2, {"w1": {"pushes": 7, "samples": 448}})
+    board.close()
+    write_test_scalars(logdir, {"accuracy": 0.79, "loss": 0.3, "version": 10})
+    port = free_port()
+    server = ServiceProcess([str(Path(PYTHON).with_name("tensorboard")), "--logdir", str(logdir), "--host",
+                             "127.0.0.1", "--port", str(port)], tmp_path / "tensorboard.log")
+    try:
+        url = f"http://127.0.0.1:{port}/data/plugin/scalars"
+        deadline = time.monotonic() + 90
+        tags: dict = {}
+        while "test/accuracy" not in tags.get(".", {}):  # it loads the files in the background
+            assert time.monotonic() < deadline, server.log_text()[-2000:]
+            time.sleep(0.5)
+            try:
+                tags = requests.get(f"{url}/tags", timeout=5).json()
+            except requests.RequestException:
+                continue
+        assert {"val/accuracy", "train/loss", "server/updates_per_s", "workers/w1/samples"} <= set(tags["."])
+        points = requests.get(f"{url}/scalars", params={"run": ".", "tag": "val/accuracy"}, timeout=5).json()
+        assert [(step, round(value, 4)) for _, step, value in points] == [(5, 0.5), (10, 0.8)]
+        test = requests.get(f"{url}/scalars", params={"run": ".", "tag": "test/accuracy"}, timeout=5).json()
+        assert [(step, round(value, 4)) for _, step, value in test] == [(10, 0.79)]
+    finally:
+        server.stop()

@@ -151,6 +151,17 @@ def _run(cfg: LocalConfig) -> Outcome:
                           test_shard=next(shards_dir.glob("*-test.tar.gz"), None))  # + the one test evaluation
     write_static(cfg.run_dir / STATIC_DASHBOARD, end.status, end.history, report["test"])  # opens offline
     record_trackers(cfg, report)
+    if model is not None and not interrupted:  # the final model becomes the next version in RUN_DIR/models (docs/serving.md)
+        from serving.publish import publish_run
+
+        test = report["test"] or {}
+        scored = (end.final.get("evaluated_version") == saved_version  # the server scores the validation split
+                  and next(shards_dir.glob("*-val.tar.gz"), None) is not None)
+        val = {"accuracy": end.final.get("accuracy"), "loss": end.final.get("loss")} if scored else {}
+        published = publish_run(cfg.run_dir, cfg.model, model, shards_dir, {"test": test, "validation": val},
+                                {"job": cfg.job, "ps_version": end.params[0] if end.params else None})
+        print(f"published: model {published.name} version {published.version} ({published.path}); serve it with: "
+              f"{published.command(cfg.run_dir)}", flush=True)
     # The printed final model is the saved one: its version, and its accuracy only if the server
     # evaluated exactly that version (after Ctrl-C there may not have been time).
     version = end.params[0] if end.params else int(end.final["version"])

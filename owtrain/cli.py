@@ -23,6 +23,7 @@ PROVIDERS = (
     "actions.cli",
     "wsk.cli",
     "owtrain.local_cli",
+    "serving.cli",
 )
 
 log = logging.getLogger("owtrain")

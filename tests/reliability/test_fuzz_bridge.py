@@ -122,7 +122,7 @@ def _record(target: Target, data: Any) -> dict:
     for path in data.draw(st.lists(st.sampled_from(["s3", "s3.object", "s3.bucket", "eventName"]), max_size=2)):
         parent, _, leaf = path.rpartition(".")
         holder = event["s3"] if parent == "s3" else event
-        if leaf in holder:
+        if isinstance(holder, dict) and leaf in holder:  # "s3" itself may have been replaced already
             holder[leaf] = data.draw(json_values)  # a part replaced by any JSON value
     return event
 

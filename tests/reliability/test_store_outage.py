@@ -4,7 +4,7 @@ and trains on nothing, and once the store is back the next activation resumes th
 
 The store is moto's S3 server (the embedded store of `owtrain local`) as its own process, so the
 test can SIGKILL it while the real action server (a real activation of the training action) is
-in the middle of downloading a 31 MB shard, and start it again on the same port.
+in the middle of downloading a 19 MB shard, and start it again on the same port.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tests.actions.helpers import UploadedShard, action_params, upload_shard
 from tests.fixtures.action import start_action_server
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http
 
-N = 40_000  # 31 MB of uint8 pixels: a download long enough to be cut in the middle
+N = 25_000  # 19 MB of uint8 pixels: a download long enough to be cut in the middle
 BUCKET = "outage"
 
 

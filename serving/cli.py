@@ -1,4 +1,5 @@
-"""`owtrain serve` (the prediction server) and `owtrain serve promote | rollback | canary | status`.
+"""`owtrain serve` (the prediction server), `owtrain serve promote | rollback | canary | status` and
+`owtrain serve publish` (copy a version into another repository, e.g. a run's model into S3).
 
 The label commands rewrite the model's labels.json in the repository; every running server (and
 the `predict` action) re-reads it at its next rescan, so traffic moves without a restart.
@@ -47,6 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             cmd.add_argument("--version", type=int, required=True, help="version to send the share to")
             cmd.add_argument("--percent", type=float, required=True, help="share of callers, 0..100 (sticky)")
         cmd.set_defaults(func=cmd_labels, label_command=name)
+    cp = sub.add_parser("publish", help="copy a version into another repository (e.g. a run's model into S3)",
+                        description="Publish version V (default: the newest) of --model from the repository "
+                                    "given by --run-dir / --repository as the next version in --to.")
+    _location_options(cp)
+    cp.add_argument("--model", required=True, help="model name in the source repository")
+    cp.add_argument("--version", type=int, default=None, help="source version (default: the newest)")
+    cp.add_argument("--to", required=True, help="target repository: a folder or s3://bucket/prefix (with --s3-endpoint)")
+    cp.set_defaults(func=cmd_publish)
 
 
 def _location_options(p: argparse.ArgumentParser) -> None:
@@ -90,6 +99,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OwtrainError as exc:  # an unreachable store, a missing webhook token: say what to fix
         log.error("%s", exc)
         return 2
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from serving.repository import Repository, copy_version
+    from serving.server import open_storage, s3_from_env
+
+    try:
+        s3 = s3_from_env(args.s3_endpoint)
+        source = Repository(open_storage(_repository_location(args), s3))
+        versions = source.versions(args.model)
+        if not versions:
+            raise ConfigError(f"no versions of model {args.model!r} in {source.describe()}")
+        version = args.version if args.version is not None else versions[-1]
+        target = Repository(open_storage(args.to, s3))
+        new = copy_version(source, args.model, version, target)
+    except OwtrainError as exc:
+        log.error("%s", exc)
+        return 2
+    print(json.dumps({"model": args.model, "from": f"{source.describe()}/{args.model}/{version}",
+                      "to": f"{target.describe()}/{args.model}/{new}", "version": new}))
     return 0
 
 

@@ -217,6 +217,20 @@ class Repository:
         return version
 
 
+def copy_version(source: Repository, name: str, version: int, target: Repository) -> int:
+    """Publish `source`'s version of `name` as the next version in `target` (a run's local version
+    into a shared S3 repository, say): the same bytes, checked against their sha256 on the way."""
+    meta = source.meta(name, version)
+    data = source.storage.read(f"{name}/{version}/{WEIGHTS}")
+    if data is None or hashlib.sha256(data).hexdigest() != meta.sha256:
+        raise BadRequest(f"{source.describe()}/{name}/{version}: {WEIGHTS} is missing or does not match its sha256")
+    new = max(target.versions(name), default=0) + 1
+    target.storage.write(f"{name}/{new}/{WEIGHTS}", data)
+    copied = replace(meta, source={**meta.source, "copied_from": f"{source.describe()}/{name}/{version}"})
+    target.storage.write(f"{name}/{new}/{META}", json.dumps(copied.to_json(), indent=2).encode())
+    return new
+
+
 def publish(root: Path | RepoStorage, name: str, arch: str, tensors: Mapping[str, torch.Tensor],
             signature: Signature, scores: Mapping[str, Mapping[str, float | None]] | None = None,
             source: Mapping[str, Any] | None = None) -> int:

@@ -13,7 +13,7 @@ import pytest
 from serving.repository import Repository
 from serving.storage import S3Storage
 from tests.fixtures.common import PYTHON, ROOT
-from tests.serving.helpers import MNIST, random_images, reference_probs, seeded_state
+from tests.serving.helpers import MNIST, publish_seeded, random_images, reference_probs, seeded_state
 from tests.wsk.uploads import swift_store
 
 pytestmark = pytest.mark.swift
@@ -41,3 +41,20 @@ def test_serve_an_s3_repository_and_follow_it(swift_s3, serve_process):
     assert out.returncode == 0, out.stderr
     server.wait_for(lambda s: s["labels"]["canary"] == 1, "mnist")
     assert server.predict("mnist", {"instances": images.tolist()}).json()["version"] == 1
+
+
+def test_publish_copies_a_run_version_into_an_s3_repository(swift_s3, tmp_path):
+    publish_seeded(tmp_path / "run" / "models", 1)
+    publish_seeded(tmp_path / "run" / "models", 2)
+    bucket = f"copy{uuid.uuid4().hex[:8]}"
+    target = Repository(S3Storage(swift_store(swift_s3, bucket), bucket, "shared"))
+    env = {**os.environ, "OWTRAIN_S3_ACCESS_KEY": swift_s3.access_key, "OWTRAIN_S3_SECRET_KEY": swift_s3.secret_key}
+    out = subprocess.run([PYTHON, "-m", "owtrain.cli", "serve", "publish", "--run-dir", str(tmp_path / "run"),
+                          "--model", "mnist", "--to", f"s3://{bucket}/shared", "--s3-endpoint", swift_s3.endpoint],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert '"version": 1' in out.stdout
+    meta = target.meta("mnist", 1)
+    assert meta.source["seed"] == 2 and meta.source["copied_from"].endswith("/mnist/2")
+    weights = target.weights("mnist", 1, meta)
+    assert all(np.array_equal(weights[k], v) for k, v in seeded_state(2).items())

@@ -190,6 +190,9 @@ def cmd_local(args: argparse.Namespace) -> int:
         outcome = run_local(cfg)
     except ConfigError as exc:  # the folder is in use, or its server port is taken: nothing was started
         return usage_error(exc)
+    except KeyboardInterrupt:  # before training started (fetch, pack, upload): every process is stopped
+        return _result(EXIT_INTERRUPTED, f"interrupted before training started; run `owtrain local --resume "
+                                         f"{cfg.run_dir}` to start again where it stopped")
     except OwtrainError as exc:
         log.error("%s", exc)
         return _result(EXIT_FAILED, f"failed: {exc}")

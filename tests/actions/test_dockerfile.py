@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from importlib import metadata
 from pathlib import Path
 
@@ -105,3 +107,13 @@ def test_cmd_starts_the_action_server(tmp_path):
         assert SENTINEL in service.log_text()
     finally:
         service.stop()
+
+
+def test_build_script_usage_and_shellcheck():
+    script = ROOT / "scripts" / "build-image.sh"
+    for args in ([], ["--gpu", "t:1"], ["a:1", "b:1"]):
+        done = subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2 and "usage: scripts/build-image.sh [--offline] [--cuda] TAG" in done.stderr
+    if shutil.which("shellcheck"):
+        checked = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, checked.stdout

@@ -49,9 +49,9 @@ ERRORS: dict[type[OwtrainError], tuple[int, str]] = {
     ObjectMissing: (404, "not_found"), PayloadTooLarge: (413, "too_large"), Throttled: (429, "throttled"),
 }
 BINARY_TYPES = ("image/png", "application/x-npy", "application/octet-stream")
-# name[/versions/V | /labels/L][:predict | /metadata]
+# name[/versions/V | /labels/L][:predict | :observe | /metadata]
 PATH = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
-                  r"(?P<verb>:predict|/metadata)?$")
+                  r"(?P<verb>:predict|:observe|/metadata)?$")
 
 
 def error_response(exc: OwtrainError) -> Response:
@@ -104,8 +104,10 @@ def create_app(cfg: ServeConfig, predictor: Predictor, limits: CallerLimits, eve
             if request.method != "POST":
                 raise BadRequest(":predict takes POST")
             return predict(name, version, match["label"])
-        if request.method != "GET":
-            raise BadRequest(f"/v1/models/{rest} takes GET")
+        if verb == ":observe" and request.method == "POST" and match["version"] is None and match["label"] is None:
+            return observe(name)
+        if request.method != "GET" or verb == ":observe":
+            raise BadRequest(f"/v1/models/{rest} takes GET (POST NAME:predict, POST NAME:observe)")
         if match["label"] is not None:
             raise ObjectMissing("labels are only for :predict; GET /v1/models/NAME shows them")
         if verb == "/metadata":
@@ -120,6 +122,18 @@ def create_app(cfg: ServeConfig, predictor: Predictor, limits: CallerLimits, eve
             if not status["model_version_status"]:
                 raise ObjectMissing(f"model {name!r} has no version {version}")
         return jsonify(status)
+
+    def observe(name: str) -> Response:
+        """Exp3 feedback: {"version": V, "reward": R in [0, 1]} for an answer that version gave."""
+        if predictor.bandit is None:
+            raise BadRequest("this server selects by labels; start it with --selection exp3 to take feedback")
+        limits.admit(limits.identify(request.headers.get("Authorization"), request.remote_addr))
+        body = json_object(request.get_data(cache=False))
+        version = body.get("version") if body else None
+        if body is None or isinstance(version, bool) or not isinstance(version, int):
+            raise BadRequest('the body must be {"version": <int>, "reward": <number in [0, 1]>}')
+        probs = predictor.bandit.observe(name, version, body.get("reward"), sorted(live.entry(name).versions))
+        return jsonify({"model": name, "probabilities": {str(v): p for v, p in probs.items()}})
 
     def predict(name: str, version: int | None, label: str | None) -> Response:
         start = time.perf_counter()

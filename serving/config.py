@@ -44,6 +44,9 @@ class ServeConfig:
     anon_rate: float = _opt(LimitSettings.anon_rate, "requests/s per anonymous caller (by address)")
     anon_burst: float = _opt(LimitSettings.anon_burst, "burst per anonymous caller")
     threads: int = _opt(1, "torch threads for the forward passes")
+    selection: str = _opt("canary", "who answers requests that name no version: canary (the stable/canary "
+                                    "split) or exp3 (Clipper's bandit, fed by POST …:observe)")
+    exp3_gamma: float = _opt(0.1, "Exp3's exploration share")
 
     def __post_init__(self) -> None:
         from serving.repository import parse_policy  # imports torch: not at `owtrain` start-up
@@ -52,6 +55,8 @@ class ServeConfig:
         make_policy(self.batching, self.slo_ms, self.max_batch)
         if self.max_instances < 1 or self.max_queue < self.max_instances:
             raise ConfigError("--max-instances must be >= 1 and --max-queue at least --max-instances")
+        if self.selection not in ("canary", "exp3") or not 0.0 < self.exp3_gamma <= 1.0:
+            raise ConfigError("--selection must be canary or exp3, and --exp3-gamma in (0, 1]")
         if self.max_body_bytes < 1024:
             raise ConfigError("--max-body-bytes must be at least 1024")
 

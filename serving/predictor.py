@@ -15,12 +15,14 @@ from serving.cache import PredictionCache, digest
 from serving.live import LiveModels, Loaded
 from serving.metrics import ServingMetrics
 from serving.routing import route
+from serving.selection import Exp3
 
 
 class Predictor:
     def __init__(self, live: LiveModels, cache: PredictionCache, metrics: ServingMetrics,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, bandit: Exp3 | None = None) -> None:
         self.live, self.cache, self.metrics, self.timeout_s = live, cache, metrics, timeout_s
+        self.bandit = bandit  # None: the labels' canary split routes
 
     def resolve(self, name: str, caller: str, version: int | None = None, label: str | None = None) -> Loaded:
         """The version that answers: the one named, the one a label names, or the routed one."""
@@ -29,6 +31,8 @@ class Predictor:
         if label is not None:
             return self.live.labelled(name, label)
         entry = self.live.entry(name)
+        if self.bandit is not None:
+            return self.live.get(name, self.bandit.select(name, sorted(entry.versions)))
         return self.live.get(name, route(name, caller, entry.labels, sorted(entry.versions)))
 
     def predict(self, loaded: Loaded, rows: np.ndarray) -> np.ndarray:

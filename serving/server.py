@@ -24,6 +24,7 @@ from serving.live import LiveModels
 from serving.metrics import ServingMetrics
 from serving.predictor import Predictor
 from serving.repository import Repository, parse_policy
+from serving.selection import Exp3
 from serving.storage import LocalStorage, RepoStorage, S3Storage
 
 if TYPE_CHECKING:
@@ -97,7 +98,8 @@ def build(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = 
                       lambda: make_policy(cfg.batching, cfg.slo_ms, cfg.max_batch), cfg.max_queue,
                       cfg.max_wait_ms / 1000.0, metrics)
     live.start(cfg.poll_s)
-    predictor = Predictor(live, PredictionCache(cfg.cache_size), metrics, cfg.timeout_s)
+    bandit = Exp3(cfg.exp3_gamma) if cfg.selection == "exp3" else None
+    predictor = Predictor(live, PredictionCache(cfg.cache_size), metrics, cfg.timeout_s, bandit)
     limits = CallerLimits(cfg.limits, cfg.secret, cfg.job)
     bridge = start_bridge(events, s3, predictor) if events is not None and s3 is not None else None
     return Stack(live, predictor, limits, create_app(cfg, predictor, limits, bridge.receive if bridge else None),

@@ -4,7 +4,8 @@ For each model (LeNet5, ResNet-18) and each compression (none, fp16, int8, top-k
 - the parameter server's CPU per push: the real `owtrain ps` (checkpoints and journal on, rate limits
   off) takes `--pushes` gradient pushes from one client; its CPU time is read from /proc before and
   after, so the figure does not depend on how fast the client was;
-- the client's own cost per push (compress + encode; CPU time of its thread) and the bytes on the wire;
+- the client's own CPU per push (compress, encode, HTTP: its thread's CPU time) and per pull (HTTP,
+  decode, load into the model), and the bytes on the wire;
 - the server's CPU per pull of a fresh version (push, then pull: the action's pattern) and the
   client's cost to decode and load it;
 - the action's compute per batch (forward, backward, the local SGD step; one torch thread; CPU time,
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from actions.updates import load_params  # noqa: E402
-from owtrain.codec import decode_tensors, encode_tensors  # noqa: E402
+from owtrain.codec import encode_tensors  # noqa: E402
 from owtrain.compression import make_compressor  # noqa: E402
 from owtrain.models import build_model, input_shape  # noqa: E402
 from owtrain.ps_client import PSClient  # noqa: E402
@@ -85,35 +86,36 @@ def push_costs(url: str, pid: int, model: str, spec: str, pushes: int) -> dict[s
     cpu_push = cpu_pull = 0.0
     wire_bytes = pull_bytes = 0
     for seq in range(pushes):
+        # the client's CPU (this thread's CPU time: blocked waiting for the server costs none):
+        # compress, then the whole push call (encode, HTTP); the pull call (HTTP, decode), then loading
         c0 = time.thread_time()
         wire, meta = compressor.compress(grads)
-        body_len = len(encode_tensors(wire, {"k": "v"}))
-        t_compress += time.thread_time() - c0
         t1 = time.perf_counter()
         before = cpu_s(pid)
         reply = c.push(wire, {"worker": worker, "seq": seq, "base_version": version, "kind": "grad", "samples": 32,
                               "loss": 1.0, **meta})
         t2 = time.perf_counter()
+        c2 = time.thread_time()
         mid = cpu_s(pid)
         pulled = c.pull(have=version)
         t3 = time.perf_counter()
         after = cpu_s(pid)
         assert pulled is not None and reply.status == "applied", reply
+        load_params(local, pulled[1])  # what the action does with a pulled body
+        c4 = time.thread_time()
         version = pulled[0]
+        t_compress += c2 - c0
+        t_load += c4 - c2  # CPU time only: the wait for the server is not counted
         t_push += t2 - t1
         t_pull += t3 - t2
         cpu_push += mid - before
         cpu_pull += after - mid
-        wire_bytes += body_len
-        body = encode_tensors(pulled[1])
-        pull_bytes += len(body)
-        c4 = time.thread_time()
-        load_params(local, decode_tensors(body)[0])  # what the action does with a pulled body
-        t_load += time.thread_time() - c4
+        wire_bytes += len(encode_tensors(wire, {k: str(v) for k, v in meta.items()}))
+        pull_bytes += len(encode_tensors(pulled[1]))
     c.close()
     n = pushes
-    return {"server_cpu_push_s": cpu_push / n, "server_cpu_pull_s": cpu_pull / n, "client_compress_s": t_compress / n,
-            "client_load_s": t_load / n,
+    return {"server_cpu_push_s": cpu_push / n, "server_cpu_pull_s": cpu_pull / n, "client_push_cpu_s": t_compress / n,
+            "client_pull_cpu_s": t_load / n,
             "push_wall_s": t_push / n, "pull_wall_s": t_pull / n, "wire_bytes": wire_bytes / n,
             "pull_bytes": pull_bytes / n}
 

@@ -38,5 +38,5 @@ def costs(calibration: dict[str, Any], model: str, compression: str = "none", ba
     own = m[model]["compression"][compression]
     return Costs(compute_per_batch_s=m[model]["compute_per_batch_s"][str(batch)], push_bytes=own["wire_bytes"],
                  pull_bytes=own["pull_bytes"], push_fixed_s=push_fixed, push_per_byte_s=push_per_byte,
-                 pull_fixed_s=pull_fixed, pull_per_byte_s=pull_per_byte, client_push_s=own["client_compress_s"],
-                 client_pull_s=own["client_load_s"])
+                 pull_fixed_s=pull_fixed, pull_per_byte_s=pull_per_byte, client_push_s=own["client_push_cpu_s"],
+                 client_pull_s=own["client_pull_cpu_s"])

@@ -4,14 +4,18 @@ calibrate.py) and `Platform`/`Run` (the deployment), so the tests can check it a
 
 What one activation chain does (the action, actions/main.py, at group granularity):
   invoke (per-minute quota, a free container slot under the concurrency quota) → cold start and shard
-  download the first time, a warm overhead after → repeat while a group still fits the time budget:
-  K batches of compute, compress, push 1/S of the update to every shard at once, then pull 1/S of
+  download the first time, a warm overhead after → repeat while a batch still fits the time budget:
+  K batches of compute (fewer at the end of the budget), compress, push 1/S of the update to every
+  shard at once, then pull 1/S of
   the parameters from every shard (the server moved on) → return; the driver re-invokes at once.
 
 A shard is two FIFO links (its NIC in and out) and one CPU (`owtrain ps` applies on one thread, and
 its Python serialises the rest): a push of b bytes costs it `push_fixed_s + push_per_byte_s * b`
 of CPU, a pull `pull_fixed_s + pull_per_byte_s * b`. The fixed part is paid by every shard for every
-push, which is why sharding cannot help a small model (docs/scale.md).
+push, which is why sharding cannot help a small model (docs/scale.md). The plan is size-balanced and
+every push and pull goes to all S shards at the same moment with the same slice size, so all S
+queues evolve identically: the model simulates one of them, exactly, and reports its utilisation
+for each shard (an unbalanced plan would need one queue per shard).
 
 NOTE: `owtrain ps` does not shard yet (issue 15 item 1); S > 1 here is the design being sized.
 """
@@ -120,7 +124,7 @@ class Simulation:
     def __init__(self, costs: Costs, platform: Platform, run: Run) -> None:
         self.costs, self.platform, self.cfg = costs, platform, run
         self.env = simpy.Environment()
-        self.shards = [_Shard(self.env) for _ in range(run.shards)]
+        self.shard = _Shard(self.env)  # all S shards behave alike (see the module's docstring)
         self.slots = simpy.Resource(self.env, min(platform.concurrent, platform.slots()))
         self.invokes: deque[float] = deque()  # times of the invokes in the last minute
         self.latencies: list[float] = []
@@ -128,6 +132,10 @@ class Simulation:
         self.active = 0
         self.active_area = 0.0
         self._last_change = 0.0
+        # the action also pushes at the end of each epoch of its shard: with `update_interval` K and
+        # b batches per epoch that is ceil(b / K) pushes of b / ceil(b / K) batches on average
+        per_epoch = max(1.0, run.dataset_samples / run.chains / run.batch_size)
+        self.group = per_epoch / math.ceil(per_epoch / run.update_interval)
 
     def _measuring(self) -> bool:
         return self.cfg.warmup_s <= self.env.now <= self.cfg.duration_s
@@ -163,9 +171,10 @@ class Simulation:
         yield self.env.process(self._link(shard.nic_out, self.costs.pull_bytes / self.cfg.shards))
 
     def _fan_out(self, step, nbytes: float):  # noqa: ANN001, ANN202
-        """`step` on every shard at once; the worker's own link bounds the whole exchange."""
+        """`step` on every shard at once (they finish together); the worker's own link bounds the whole
+        exchange."""
         start = self.env.now
-        yield simpy.AllOf(self.env, [self.env.process(step(s)) for s in self.shards])
+        yield self.env.process(step(self.shard))
         floor = start + nbytes / self.platform.link_bytes_per_s
         yield self.env.timeout(max(0.0, floor - self.env.now) + self.platform.rtt_s)
 
@@ -181,7 +190,6 @@ class Simulation:
 
     def _chain(self, index: int):  # noqa: ANN202
         c, p, cfg = self.costs, self.platform, self.cfg
-        group_s = cfg.update_interval * c.compute_per_batch_s
         warm = False
         # chains start spread over the first seconds, as the bridge launches them one by one
         yield self.env.timeout(index * 0.01)
@@ -197,14 +205,21 @@ class Simulation:
                     yield self.env.process(self._fan_out(self._shard_pull, c.pull_bytes))
                     yield self.env.timeout(c.client_pull_s)
                 last_exchange = 0.0
-                while self.env.now + group_s + 2 * last_exchange <= started + cfg.time_budget_s:
-                    yield self.env.timeout(group_s + c.client_push_s)
+                while True:
+                    # K batches, or fewer when only those and the final push still fit the budget
+                    # (the action keeps twice its slowest push in reserve, actions/deadline.py)
+                    room = started + cfg.time_budget_s - self.env.now - 2 * last_exchange
+                    batches = min(self.group, math.floor(room / c.compute_per_batch_s)
+                                  if c.compute_per_batch_s > 0 else self.group)
+                    if batches < min(1.0, self.group):
+                        break
+                    yield self.env.timeout(batches * c.compute_per_batch_s + c.client_push_s)
                     t0 = self.env.now
                     yield self.env.process(self._fan_out(self._shard_push, c.push_bytes))
                     if self._measuring():
                         self.latencies.append(self.env.now - t0)
                         self.pushes += 1
-                        self.samples += cfg.update_interval * cfg.batch_size
+                        self.samples += round(batches * cfg.batch_size)
                     yield self.env.process(self._fan_out(self._shard_pull, c.pull_bytes))
                     yield self.env.timeout(c.client_pull_s)
                     last_exchange = self.env.now - t0
@@ -221,7 +236,7 @@ class Simulation:
         return Result(
             updates_per_s=self.pushes / window, samples_per_s=samples_per_s,
             push_p50_s=_quantile(lat, 0.50), push_p99_s=_quantile(lat, 0.99),
-            shard_utilisation=[s.busy_s / window for s in self.shards],
+            shard_utilisation=[self.shard.busy_s / window] * self.cfg.shards,
             concurrent_mean=self.active_area / window, throttled_invokes=self.throttled,
             epoch_s=self.cfg.dataset_samples / samples_per_s if samples_per_s else math.inf,
             pushes=self.pushes, push_latencies=lat)

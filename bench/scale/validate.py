@@ -114,11 +114,17 @@ def main() -> None:
     ap.add_argument("--extra-run", type=Path, action="append", default=[],
                     help="also compare a finished run folder (e.g. a ResNet-18 run)")
     ap.add_argument("--out", type=Path, default=HERE / "validation.json")
+    ap.add_argument("--replay", action="store_true",
+                    help="no new runs: predict again for the runs measured in --out (after a model change)")
     args = ap.parse_args()
     cal = calibration.load()
     rows = []
+    if args.replay:
+        rows = [{k: v for k, v in r.items() if k in ("run", "load", "wall_s", "measured")}
+                for r in json.loads(args.out.read_text(encoding="utf-8"))["rows"]]
+        args.workers, args.extra_run = "", []
     with tempfile.TemporaryDirectory() as tmp:
-        for w in (int(x) for x in args.workers.split(",")):
+        for w in (int(x) for x in args.workers.split(",") if x):
             run_dir = Path(tmp) / f"lenet5-w{w}"
             load = os.getloadavg()[0]
             wall = run_local(run_dir, w, args.limit, args.epochs, "lenet5", args.batch, args.interval, args.budget)
@@ -134,10 +140,39 @@ def main() -> None:
         print(f"{row['run']:<40} measured {mu:8.2f} updates/s, predicted {pu:8.2f} ({100 * row['error']:+.1f} %); "
               f"epoch {row['measured']['epoch_s']:.1f} s vs {row['predicted']['epoch_s']:.1f} s; slowdown "
               f"{row['predicted']['slowdown']:.2f}", flush=True)
-    args.out.write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    measured_at = (json.loads(args.out.read_text(encoding="utf-8"))["measured_at"] if args.replay
+                   else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    args.out.write_text(json.dumps({"measured_at": measured_at,
                                     "calibration": cal["measured_at"], "rows": rows}, indent=2) + "\n",
                         encoding="utf-8")
     print(f"written to {args.out}")
+    print(f"plot: {plot(rows, ROOT / 'docs' / 'img' / 'scale-validation.png')}")
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Measured and predicted updates/s of every run, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [r["measured"]["updates_per_s"] for r in rows], 0.4, label="measured")
+    ax.bar([x + 0.2 for x in xs], [r["predicted"]["updates_per_s"] for r in rows], 0.4, label="model")
+    for x, r in zip(xs, rows, strict=True):
+        ax.annotate(f"{100 * r['error']:+.0f} %", (x + 0.2, r["predicted"]["updates_per_s"]), ha="center",
+                    va="bottom", fontsize=8)
+    ax.set_xticks(list(xs), [r["run"].split(" (")[0] for r in rows], rotation=15, fontsize=8)
+    ax.set_ylabel("updates/s")
+    ax.set_yscale("log")
+    ax.set_title("Scale model vs real owtrain local runs (1 parameter server)")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

@@ -94,7 +94,8 @@ def target(ps_server_module) -> Target:
 
 
 tokens = st.sampled_from(["none", "worker", "admin", "forged", "other_job", "expired"])
-header_token = st.one_of(tokens, latin1_text.map(lambda t: "raw:" + t))
+header_token = st.one_of(tokens, latin1_text.map(lambda t: "raw:" + t),  # any bytes, and token-shaped ones
+                         st.builds(lambda a, b: f"raw:owt1.{a}.{b}", latin1_text, latin1_text))
 
 
 def _auth(target: Target, choice: str) -> str | None:

@@ -117,7 +117,8 @@ def verify_exports(run_dir: Path, model: nn.Module, x: torch.Tensor) -> dict[str
 
 def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
     """Write through a temp name and rename, so an interrupted export never leaves a torn file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # the temp name keeps the suffix: torch.export.save warns about a .pt2 archive named otherwise
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -21,12 +21,11 @@ from owtrain.errors import ConfigError
 from owtrain.local_config import (
     CONFIG_FILE,
     DEFAULT_BATCH,
-    DEFAULT_LR,
     DEFAULT_MODE,
-    DEFAULT_MOMENTUM,
-    DEFAULT_UPDATE_INTERVAL,
+    MODE_DEFAULTS,
     LocalConfig,
     S3Settings,
+    mode_settings,
 )
 
 if TYPE_CHECKING:
@@ -62,12 +61,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a("--max-epochs", type=int, default=_default("max_epochs"), help="epochs over each shard at most")
     a("--mode", default=DEFAULT_MODE, choices=("grad", "delta"),
       help="grad: push gradients (the server's optimiser steps); delta: local SGD, push model deltas")
-    a("--lr", type=float, default=DEFAULT_LR, help="learning rate (the workers' in delta mode, the server's in grad)")
-    a("--momentum", type=float, default=DEFAULT_MOMENTUM,
-      help="SGD momentum (the workers' local optimiser in delta mode, the server's in grad mode)")
+    a("--lr", type=float, default=None,
+      help=f"learning rate (the workers' in delta mode, the server's in grad) (None: per mode, {_per_mode('lr')})")
+    a("--momentum", type=float, default=None,
+      help="SGD momentum (the workers' local optimiser in delta mode, the server's in grad mode) "
+           f"(None: per mode, {_per_mode('momentum')})")
     a("--batch-size", type=int, default=DEFAULT_BATCH, help="mini-batch size of each worker (batch_sz_train)")
-    a("--update-interval", type=int, default=DEFAULT_UPDATE_INTERVAL,
-      help="batches between pushes (update_intv)")
+    a("--update-interval", type=int, default=None,
+      help=f"batches between pushes (update_intv) (None: per mode, {_per_mode('update_interval')})")
     a("--time-budget", type=float, default=_default("time_budget_s"),
       help="seconds each activation trains before it returns its cursor and the driver re-invokes it")
     a("--action-timeout-ms", type=int, default=_default("action_timeout_ms"), help="action time limit (OpenWhisk's default 60000)")
@@ -122,6 +123,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ap.set_defaults(func=cmd_action_params)
 
 
+def _per_mode(name: str) -> str:
+    """A per-mode default for --help: "delta 0.1, grad 0.1"."""
+    return ", ".join(f"{mode} {getattr(d, name)}" for mode, d in MODE_DEFAULTS.items())
+
+
 def _default(name: str) -> object:
     """A setting's default, from the one place that declares it (`LocalConfig`)."""
     return next(f.default for f in fields(LocalConfig) if f.name == name)
@@ -146,8 +152,8 @@ def config_from_args(args: argparse.Namespace) -> LocalConfig:
     return LocalConfig(
         run_dir=run_dir, job=f"{name}-{secrets.token_hex(3)}", dataset=args.dataset, model=args.model,
         workers=args.workers, strategy=args.strategy, compression=args.compression,
-        target_accuracy=args.target_accuracy or None, max_epochs=args.max_epochs, mode=args.mode, lr=args.lr,
-        momentum=args.momentum, batch_size=args.batch_size, update_interval=args.update_interval,
+        target_accuracy=args.target_accuracy or None, max_epochs=args.max_epochs, mode=args.mode,
+        **mode_settings(args.mode, args.lr, args.momentum, args.update_interval), batch_size=args.batch_size,
         time_budget_s=args.time_budget, action_timeout_ms=args.action_timeout_ms,
         action_memory_mb=args.action_memory_mb, limit=args.limit, seed=args.seed,
         eval_interval_s=args.eval_interval, val_size=args.val_size, tensorboard=not args.no_tensorboard,
@@ -266,8 +272,9 @@ def cmd_action_params(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
     job = os.environ.get("OWTRAIN_JOB") or "job"
-    training = dict(LocalConfig(run_dir=Path("."), job=job).action_params())
     overrides = dict(parse_params(args.param))
+    mode = str(overrides.get("mode", DEFAULT_MODE))  # -p mode grad: grad mode's own defaults
+    training = dict(LocalConfig(run_dir=Path("."), job=job, mode=mode, **mode_settings(mode)).action_params())
     if unknown := sorted(set(overrides) - set(training)):
         raise ConfigError(f"-p {', '.join(unknown)}: not a training parameter; choose from {', '.join(training)}")
     try:

@@ -17,15 +17,41 @@ from owtrain.errors import ConfigError
 
 CONFIG_FILE = "config.json"
 
-# Defaults measured to reach 98 % test accuracy for LeNet5 on MNIST with 2 workers in about 1.5
-# epochs (docs/benchmarks.md, "Time to accuracy"): local SGD ("delta" mode) with a little momentum,
-# pushing the model delta every 16 batches of 64, added by the asynchronous strategy. Momentum 0.9
-# (or gradient pushes with server momentum 0.9) diverged: two workers' stale updates add up.
 DEFAULT_MODE = "delta"
-DEFAULT_LR = 0.1
-DEFAULT_MOMENTUM = 0.5
 DEFAULT_BATCH = 64
-DEFAULT_UPDATE_INTERVAL = 16
+
+
+@dataclass(frozen=True)
+class ModeDefaults:
+    """The learning rate, momentum and push interval `owtrain local` uses in one push mode unless told
+    otherwise; each mode has its own, chosen by a measured sweep (bench/mode_defaults.py,
+    docs/benchmarks.md "Per-mode defaults")."""
+
+    lr: float
+    momentum: float
+    update_interval: int
+
+
+# delta: local SGD with a little momentum, pushing the model delta every 16 batches of 64, added by
+# the asynchronous strategy (98 % in about 1.5 epochs, docs/benchmarks.md "Time to accuracy").
+# grad: the server's SGD steps on every pushed mean gradient, so fewer batches per push mean more
+# steps per epoch: the shared delta settings (16 batches) gave the server 57 steps in 3 epochs of
+# 20k samples (11 % validation accuracy); a push every 2 batches with momentum 0.5 gave 94-95 %, the
+# best median of the sweep. Momentum 0.9 diverged in both modes: two workers' stale updates add up.
+MODE_DEFAULTS = {
+    "delta": ModeDefaults(lr=0.1, momentum=0.5, update_interval=16),
+    "grad": ModeDefaults(lr=0.1, momentum=0.5, update_interval=2),
+}
+
+
+def mode_settings(mode: str, lr: float | None = None, momentum: float | None = None,
+                  update_interval: int | None = None) -> dict[str, Any]:
+    """`lr`, `momentum` and `update_interval` for `mode`: the ones given, else the mode's defaults."""
+    if mode not in MODE_DEFAULTS:
+        raise ConfigError(f"--mode {mode!r}: choose {' or '.join(MODE_DEFAULTS)}")
+    chosen = MODE_DEFAULTS[mode]
+    return {"lr": chosen.lr if lr is None else lr, "momentum": chosen.momentum if momentum is None else momentum,
+            "update_interval": chosen.update_interval if update_interval is None else update_interval}
 
 
 @dataclass(frozen=True)
@@ -56,10 +82,10 @@ class LocalConfig:
     target_accuracy: float | None = 0.98
     max_epochs: int = 10
     mode: str = DEFAULT_MODE
-    lr: float = DEFAULT_LR
-    momentum: float = DEFAULT_MOMENTUM
+    lr: float = MODE_DEFAULTS[DEFAULT_MODE].lr  # each mode's: MODE_DEFAULTS, via mode_settings
+    momentum: float = MODE_DEFAULTS[DEFAULT_MODE].momentum
     batch_size: int = DEFAULT_BATCH
-    update_interval: int = DEFAULT_UPDATE_INTERVAL
+    update_interval: int = MODE_DEFAULTS[DEFAULT_MODE].update_interval
     time_budget_s: float = 15.0
     limit: int | None = None
     seed: int = 0

@@ -1,7 +1,7 @@
 """What `owtrain local` shows while it trains: one progress bar per epoch, with loss and accuracy.
 
 The bars are fed from the parameter server's `/status` (samples pushed by all workers, the
-workers' moving-average loss) and `/getAccuracy` (the latest test-set evaluation), so they move
+workers' moving-average loss) and `/getAccuracy` (the latest validation-set evaluation), so they move
 with every push rather than only when an activation ends.
 """
 
@@ -58,6 +58,6 @@ class EpochBars:
         if status.get("loss") is not None:
             out["loss"] = f"{status['loss']:.4f}"
         if accuracy.get("accuracy") is not None:
-            out["test_acc"] = f"{accuracy['accuracy']:.4f}"
-            out["test_loss"] = f"{accuracy['loss']:.4f}"
+            out["val_acc"] = f"{accuracy['accuracy']:.4f}"
+            out["val_loss"] = f"{accuracy['loss']:.4f}"
         return out

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from owtrain.errors import ConfigError
 from owtrain.local_config import (
@@ -196,9 +196,9 @@ def cmd_local(args: argparse.Namespace) -> int:
         outcome = run_local(cfg)
     except ConfigError as exc:  # the folder is in use, or its server port is taken: nothing was started
         return usage_error(exc)
-    except KeyboardInterrupt:  # before training started (fetch, pack, upload): every process is stopped
-        return _result(EXIT_INTERRUPTED, f"interrupted before training started; run `owtrain local --resume "
-                                         f"{cfg.run_dir}` to start again where it stopped")
+    except KeyboardInterrupt:  # outside training (fetch, pack, upload, the report): every process is stopped
+        _exit_now(_result(EXIT_INTERRUPTED, f"interrupted outside training; every process is stopped; continue "
+                                            f"with `owtrain local --resume {cfg.run_dir}`"))
     except OwtrainError as exc:
         log.error("%s", exc)
         return _result(EXIT_FAILED, f"failed: {exc}")
@@ -233,7 +233,7 @@ def _ending(cfg: LocalConfig, outcome: Outcome) -> tuple[int, str]:
                                 f"{cfg.target_accuracy:g}; train longer (--max-epochs) or lower --target-accuracy")
 
 
-def _exit_now(status: int) -> None:
+def _exit_now(status: int) -> NoReturn:
     """End the process at once after Ctrl-C, which promises an end within about two seconds.
 
     Everything the run started has been stopped and every file written and closed by now; what

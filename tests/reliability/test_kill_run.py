@@ -204,7 +204,9 @@ def test_sigkill_of_owtrain_local_leaves_no_process_and_resume_trains_each_shard
 
 def test_resume_of_a_running_session_is_refused_with_what_to_do(tmp_path):
     run_dir = tmp_path / "run"
-    first = Watched([*OWTRAIN, "local", "--run-dir", str(run_dir), *LOCAL_FLAGS], tmp_path / "first.log")
+    # more epochs than the test lasts: only its SIGINT ends this session
+    first = Watched([*OWTRAIN, "local", "--run-dir", str(run_dir), *LOCAL_FLAGS, "--max-epochs", "50"],
+                    tmp_path / "first.log")
     try:
         first.wait_for(r"^dashboard: ")
         started = time.monotonic()

@@ -115,3 +115,33 @@ def _dead_owner() -> str:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return f"{socket.gethostname()}:{proc.pid}"
+
+
+KILLED_INVOKER = """
+import sys, time
+from pathlib import Path
+from wsk.config import DockerConfig, LocalInvokerConfig
+from wsk.invoker.docker import DockerInvoker
+DockerInvoker(LocalInvokerConfig(db_path=Path(sys.argv[1]), prewarm=1), DockerConfig(image=sys.argv[2]))
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_sigkilled_invokers_containers_are_removed_by_the_next(docker_invoker, docker_engine, tmp_path):
+    proc = subprocess.Popen([PYTHON, "-c", KILLED_INVOKER, str(tmp_path / "dead.db"), docker_engine.image], cwd=ROOT,
+                            env=docker_engine.env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 60
+        while not (names := docker_engine.docker("ps", "-q", "--filter", f"label={LABEL}").stdout.split()):
+            assert time.monotonic() < deadline, "the stem cell never started"
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+    time.sleep(1)
+    assert docker_engine.docker("ps", "-aq", "--filter", f"label={LABEL}").stdout.split() == names, \
+        "the engine keeps a dead invoker's container: the next invoker must remove it"
+    docker_invoker(ENTRY)
+    assert not docker_engine.docker("ps", "-aq", "--filter", f"label={LABEL}").stdout.split()

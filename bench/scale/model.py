@@ -23,6 +23,7 @@ NOTE: `owtrain ps` does not shard yet (issue 15 item 1); S > 1 here is the desig
 from __future__ import annotations
 
 import math
+import random
 from collections import deque
 from dataclasses import dataclass, field, replace
 
@@ -92,6 +93,10 @@ class Run:
     dataset_samples: int = 60_000
     duration_s: float = 300.0  # simulated seconds
     warmup_s: float = 60.0  # not measured: the cold starts and the first ramp
+    # each compute phase takes its nominal time × U(1 − jitter, 1 + jitter): real batch times vary,
+    # and without it identical chains stay in lock-step and push in bursts (0: deterministic)
+    jitter: float = 0.1
+    seed: int = 0
 
 
 @dataclass
@@ -132,6 +137,7 @@ class Simulation:
         self.active = 0
         self.active_area = 0.0
         self._last_change = 0.0
+        self.rng = random.Random(run.seed)
         # the action also pushes at the end of each epoch of its shard: with `update_interval` K and
         # b batches per epoch that is ceil(b / K) pushes of b / ceil(b / K) batches on average
         per_epoch = max(1.0, run.dataset_samples / run.chains / run.batch_size)
@@ -193,6 +199,7 @@ class Simulation:
         warm = False
         # chains start spread over the first seconds, as the bridge launches them one by one
         yield self.env.timeout(index * 0.01)
+        j = cfg.jitter
         while True:
             yield self.env.process(self._invoke())
             with self.slots.request() as slot:
@@ -213,7 +220,8 @@ class Simulation:
                                   if c.compute_per_batch_s > 0 else self.group)
                     if batches < min(1.0, self.group):
                         break
-                    yield self.env.timeout(batches * c.compute_per_batch_s + c.client_push_s)
+                    spread = self.rng.uniform(1 - j, 1 + j) if j else 1.0
+                    yield self.env.timeout(batches * c.compute_per_batch_s * spread + c.client_push_s)
                     t0 = self.env.now
                     yield self.env.process(self._fan_out(self._shard_push, c.push_bytes))
                     if self._measuring():

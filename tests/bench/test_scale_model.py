@@ -29,7 +29,7 @@ def test_calibrated_single_chain_single_shard_matches_the_closed_form(model: str
     c = calibration.costs(calibration.load(), model)
     cycle = cycle_s(c, OPEN, 16)
     run = Run(chains=1, update_interval=16, time_budget_s=10**9, dataset_samples=16 * 32 * 100,
-              duration_s=60 * cycle, warmup_s=10 * cycle)
+              duration_s=60 * cycle, warmup_s=10 * cycle, jitter=0.0)
     r = simulate(c, OPEN, run)
     assert r.updates_per_s == pytest.approx(1 / cycle, rel=0.03)
     push = c.push_bytes / OPEN.link_bytes_per_s + c.shard_push_s(1) + OPEN.rtt_s

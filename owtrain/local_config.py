@@ -206,12 +206,9 @@ def check_components(cfg: LocalConfig) -> None:
             raise ConfigError(f"--s3-endpoint {cfg.s3.endpoint!r} must be http(s)://host[:port]")
     check_model(cfg.model)
     from owtrain.compression import make_compressor
-    from param_server.strategies import parse_strategy
+    from param_server.strategies import check_strategy
 
-    try:
-        parse_strategy(cfg.strategy)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"--strategy {cfg.strategy!r}: {exc}") from None
+    check_strategy(cfg.strategy)
     try:
         make_compressor(cfg.compression)
     except ValueError as exc:

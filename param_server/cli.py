@@ -214,12 +214,9 @@ def _check_names(cfg: PSConfig) -> None:
     """ConfigError naming the option when --strategy or --model names nothing valid."""
     from owtrain.errors import ConfigError
     from owtrain.models import model_factory
-    from param_server.strategies import parse_strategy
+    from param_server.strategies import check_strategy
 
-    try:
-        parse_strategy(cfg.strategy)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"--strategy {cfg.strategy!r}: {exc}") from None
+    check_strategy(cfg.strategy)
     try:
         model_factory(cfg.model)
     except ValueError as exc:

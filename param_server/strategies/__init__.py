@@ -17,7 +17,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "bounded": BoundedStrategy,
 }
 
-__all__ = ["STRATEGIES", "Outcome", "Strategy", "Update", "parse_strategy"]
+__all__ = ["STRATEGIES", "Outcome", "Strategy", "Update", "check_strategy", "parse_strategy"]
 
 
 def parse_strategy(spec: str) -> Strategy:
@@ -42,3 +42,13 @@ def parse_strategy(spec: str) -> Strategy:
         except ValueError as exc:
             raise ValueError(f"strategy option {key}={value!r} is not a valid {kind.__name__}") from exc
     return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def check_strategy(spec: str) -> None:
+    """ConfigError naming `--strategy` when `spec` builds no strategy (every command's fail-fast check)."""
+    from owtrain.errors import ConfigError
+
+    try:
+        parse_strategy(spec)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--strategy {spec!r}: {exc}") from None

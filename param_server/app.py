@@ -36,6 +36,7 @@ from owtrain.phases import parse_report
 from owtrain.rejections import REJECTIONS
 from param_server.auth import ADMIN, Claims, bearer, verify_token
 from param_server.dashboard import dashboard_bp
+from param_server.publish_route import publish_blueprint
 from param_server.runtime import Runtime
 from param_server.strategies import Update
 
@@ -87,6 +88,8 @@ def create_app(rt: Runtime) -> Flask:
         if named is not None and str(named) != c.worker:
             raise Forbidden(f"token is for worker {c.worker!r}, request names {named!r}")
         return c.worker
+
+    app.register_blueprint(publish_blueprint(rt, lambda: claims(admin=True)))
 
     @app.errorhandler(OwtrainError)
     def owtrain_error(exc: OwtrainError) -> Response:

@@ -1,7 +1,7 @@
-"""`owtrain ps …`: run the parameter server, or talk to one (token, rollback, export).
+"""`owtrain ps …`: run the parameter server, or talk to one (token, rollback, export, publish).
 
 `owtrain ps --model lenet5 --port 29500 --strategy sync:k=4 --job J --secret-file F` serves;
-`owtrain ps token|rollback|export …` are small clients. Heavy imports happen inside the commands.
+`owtrain ps token|rollback|export|publish …` are small clients. Heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from dataset_packer.config import StoreConfig
     from owtrain.ps_client import PSClient
     from param_server.config import PSConfig
 
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_secret_args(p)
     _add_serve_args(p)
     p.set_defaults(func=cmd_serve)
-    sub = p.add_subparsers(dest="ps_command", metavar="{token,rollback,export,journal}")
+    sub = p.add_subparsers(dest="ps_command", metavar="{token,rollback,export,publish,journal}")
 
     t = sub.add_parser("token", help="print a worker token minted from the job secret",
                        formatter_class=_HelpFormatter)
@@ -61,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_client_args(e)
     e.add_argument("--out", type=Path, required=True, help="file to write (safetensors, metadata 'version')")
     e.set_defaults(func=cmd_export)
+
+    u = sub.add_parser("publish", help="publish the current parameters into the server's --model-repository "
+                                       "as the next model version (admin)", formatter_class=_HelpFormatter)
+    _add_client_args(u)
+    u.add_argument("--name", default=None, help="model name in the repository (default: the eval shard's dataset)")
+    u.set_defaults(func=cmd_publish)
 
     j = sub.add_parser("journal", help="list or dump the update journal's segments (like Kafka's DumpLogSegments)",
                        formatter_class=_HelpFormatter)
@@ -116,6 +123,9 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     a("--s3-bucket", default=None, help="bucket for uploaded checkpoints")
     a("--s3-prefix", default="checkpoints/", help="object key prefix for uploaded checkpoints")
     a("--s3-insecure", action="store_true", help="use http, not https, for the S3 endpoint")
+    a("--model-repository", default=None,
+      help="model repository (folder, or s3://bucket/prefix at --s3-endpoint) that `owtrain ps publish` writes "
+           "the current parameters into as the next numbered version (needs --eval-shard for the signature)")
     a("--eval-shard", type=Path, default=None,
       help="validation shard (.tar.gz, `owtrain pack` writes <dataset>-val.tar.gz) evaluated in the background")
     a("--eval-every", type=int, default=20, help="evaluate every N versions")
@@ -168,9 +178,16 @@ def _config(args: argparse.Namespace) -> PSConfig:
     if not args.job:
         raise ConfigError("--job is required to serve (the job name the tokens are minted for)")
     s3 = None
-    if args.s3_endpoint:
-        if not args.s3_bucket:
-            raise ConfigError("--s3-endpoint needs --s3-bucket")
+    s3_repository = bool(args.model_repository and args.model_repository.startswith("s3://"))
+    if args.s3_endpoint and not args.s3_bucket and not s3_repository:
+        raise ConfigError("--s3-endpoint needs --s3-bucket (checkpoint uploads) or an s3:// --model-repository")
+    if s3_repository and not args.s3_endpoint:
+        raise ConfigError("an s3:// --model-repository needs --s3-endpoint (and $OWTRAIN_S3_ACCESS_KEY, "
+                          "$OWTRAIN_S3_SECRET_KEY)")
+    if args.model_repository and not args.eval_shard:
+        raise ConfigError("--model-repository needs --eval-shard: a published version carries the input "
+                          "signature and scores read from it")
+    if args.s3_endpoint and args.s3_bucket:
         s3 = S3Target(args.s3_endpoint, args.s3_bucket, os.environ.get("OWTRAIN_S3_ACCESS_KEY", ""),
                       os.environ.get("OWTRAIN_S3_SECRET_KEY", ""), secure=not args.s3_insecure, prefix=args.s3_prefix)
     return PSConfig(
@@ -191,7 +208,19 @@ def _config(args: argparse.Namespace) -> PSConfig:
         samples_per_epoch=args.samples_per_epoch, max_epochs=args.max_epochs,
         journal=not args.no_journal, journal_dir=args.journal_dir,
         journal_segment_bytes=int(args.journal_segment_mb * 1024 * 1024),
+        model_repository=args.model_repository, repository_s3=_repository_s3(args) if s3_repository else None,
     )
+
+
+def _repository_s3(args: argparse.Namespace) -> StoreConfig:
+    """S3 access for an s3:// --model-repository: --s3-endpoint (http with --s3-insecure) and the keys."""
+    from dataset_packer.config import StoreConfig
+
+    scheme = "http" if args.s3_insecure else "https"
+    endpoint = args.s3_endpoint if "://" in args.s3_endpoint else f"{scheme}://{args.s3_endpoint}"
+    return StoreConfig(endpoint=endpoint, bucket="", access_key=os.environ.get("OWTRAIN_S3_ACCESS_KEY", ""),
+                       secret_key=os.environ.get("OWTRAIN_S3_SECRET_KEY", ""),
+                       region=os.environ.get("OWTRAIN_S3_REGION", "us-east-1"))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -271,6 +300,20 @@ def cmd_export(args: argparse.Namespace) -> int:
         tmp.unlink(missing_ok=True)
     print(f"wrote version {version} ({len(tensors)} tensors) to {args.out}")
     return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    result = _admin_client(args).admin("publish", {"name": args.name} if args.name else {})
+    scores = ", ".join(f"{split} accuracy {s['accuracy']:.4f}" for split, s in result["scores"].items())
+    print(f"published parameters version {result['ps_version']} as model {result['model']} version "
+          f"{result['version']} ({result['location']}; {scores}); serve it with: "
+          f"owtrain serve --repository {_repository_root(result['location'], result['model'])}")
+    return 0
+
+
+def _repository_root(location: str, model: str) -> str:
+    """The repository root of a version's location `<root>/<model>/<n>`."""
+    return location.rsplit(f"/{model}/", 1)[0]
 
 
 def cmd_journal(args: argparse.Namespace) -> int:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dataset_packer.config import StoreConfig
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,10 @@ class PSConfig:
     journal: bool = True  # with a checkpoint folder: acknowledge only what is on disk (docs/param_server.md)
     journal_dir: Path | None = None  # default: <checkpoint_dir>/journal
     journal_segment_bytes: int = 64 * 1024 * 1024
+    # `POST /admin/publish` writes the current parameters here as a numbered model version
+    # (a folder or s3://bucket/prefix; param_server/publish_route.py); S3 access for an s3:// one
+    model_repository: str | None = None
+    repository_s3: StoreConfig | None = None
 
     def journal_folder(self) -> Path | None:
         """Where the update journal lives, or None when the server keeps none."""

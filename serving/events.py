@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dataset_packer.stores.repo_storage import S3Storage
 from owtrain.errors import BadRequest, ConfigError, ObjectMissing, OwtrainError
+from owtrain.model_repository_layout import RepoStorage
 from serving.config import EventsConfig
 from serving.inputs import binary_instance
 from serving.predictor import Predictor
-from serving.storage import RepoStorage, S3Storage
 from wsk.ratelimit import RateLimiter
 from wsk.sqlite import connect
 

@@ -6,15 +6,14 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import gevent
 import gevent.event
 from flask import Flask
 
 from owtrain.errors import ConfigError
+from owtrain.model_repository_layout import RepoStorage
 from owtrain.wsgi import NoDelayWSGIServer
 from serving.batcher import make_policy
 from serving.cache import PredictionCache
@@ -25,7 +24,6 @@ from serving.metrics import ServingMetrics
 from serving.predictor import Predictor
 from serving.repository import Repository, parse_policy
 from serving.selection import Exp3
-from serving.storage import LocalStorage, RepoStorage, S3Storage
 
 if TYPE_CHECKING:
     from wsk.bridge import Bridge
@@ -48,19 +46,12 @@ class S3Access:
 
 def open_storage(location: str, s3: S3Access | None = None) -> RepoStorage:
     """A folder path, or `s3://bucket/prefix` (needs `s3`)."""
-    if not location.startswith("s3://"):
-        return LocalStorage(Path(location))
-    parts = urlsplit(location)
-    if not parts.netloc:
-        raise ConfigError(f"{location!r}: an S3 repository looks like s3://bucket/prefix")
-    if s3 is None:
-        raise ConfigError("an s3:// repository needs --s3-endpoint and OWTRAIN_S3_ACCESS_KEY / OWTRAIN_S3_SECRET_KEY")
     from dataset_packer.config import StoreConfig
-    from dataset_packer.stores import open_store
+    from dataset_packer.stores.repo_storage import open_repo_storage
 
-    store = open_store("s3", StoreConfig(endpoint=s3.endpoint, bucket=parts.netloc, access_key=s3.access_key,
-                                         secret_key=s3.secret_key, region=s3.region))
-    return S3Storage(store, parts.netloc, parts.path)
+    config = None if s3 is None else StoreConfig(endpoint=s3.endpoint, bucket="", access_key=s3.access_key,
+                                                  secret_key=s3.secret_key, region=s3.region)
+    return open_repo_storage(location, config)
 
 
 def s3_from_env(endpoint: str | None) -> S3Access | None:

@@ -78,7 +78,7 @@ def test_publish_into_a_folder_writes_numbered_versions_of_the_current_parameter
 
     # a second publish (here through the CLI, under another name) is the next number of that name
     env = {**os.environ, "OWTRAIN_JOB_SECRET": ps.secret}
-    out = subprocess.run([PYTHON, "-m", "owtrain.cli", "ps", "publish", "--url", ps.url, "--job", ps.job,
+    out = subprocess.run([PYTHON, "-m", "commands", "ps", "publish", "--url", ps.url, "--job", ps.job,
                           "--name", "digits"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "as model digits version 1" in out.stdout and f"owtrain serve --repository {repo_dir}" in out.stdout
@@ -107,7 +107,7 @@ def test_publish_refuses_what_it_cannot_do_with_a_4xx(ps_server, test_shard, tmp
 
 
 def test_usage_errors_of_the_repository_options(tmp_path):
-    base = [PYTHON, "-m", "owtrain.cli", "ps", "--job", "j"]
+    base = [PYTHON, "-m", "commands", "ps", "--job", "j"]
     env = {**os.environ, "OWTRAIN_JOB_SECRET": "s"}
     cases = [(["--model-repository", str(tmp_path)], "--model-repository needs --eval-shard"),
              (["--model-repository", "s3://b/p", "--eval-shard", "x.tar.gz"], "needs --s3-endpoint")]

@@ -84,10 +84,12 @@ class EventsConfig:
     token: str = _opt("", "webhook token", cli=False)
 
 
-def add_options(parser: argparse._ActionsContainer, cls: type = ServeConfig, prefix: str = "") -> None:
-    """One `--flag` per field of `cls` that is set from the command line (`--PREFIX-NAME`)."""
+def add_options(parser: argparse._ActionsContainer, cls: type = ServeConfig, prefix: str = "",
+                only: tuple[str, ...] = ()) -> None:
+    """One `--flag` per field of `cls` that is set from the command line (`--PREFIX-NAME`); with
+    `only`, just those fields."""
     for f in fields(cls):
-        if not f.metadata.get("cli", True):
+        if not f.metadata.get("cli", True) or (only and f.name not in only):
             continue
         kind = type(f.default) if f.default is not MISSING and f.default is not None else str
         flag = "--" + (prefix + "-" if prefix else "") + f.name.replace("_", "-")

@@ -54,7 +54,7 @@ def start_bridge(events: EventsConfig, s3: S3Access, predictor: Predictor) -> Br
     from dataset_packer.config import StoreConfig
     from dataset_packer.stores.s3 import S3Store
     from wsk.bridge import Bridge
-    from wsk.config import BridgeConfig, DriverConfig, LocalInvokerConfig, state_dir
+    from wsk.config import BridgeConfig, DriverConfig, LocalInvokerConfig
     from wsk.driver import Driver
     from wsk.invoker.local import LocalInvoker
     from wsk.sources import bucket_lister
@@ -64,10 +64,8 @@ def start_bridge(events: EventsConfig, s3: S3Access, predictor: Predictor) -> Br
         raise ConfigError("event-driven inference needs the webhook token in $OWTRAIN_EVENTS_TOKEN")
     store = S3Store(StoreConfig(endpoint=s3.endpoint, bucket=events.bucket, access_key=s3.access_key,
                                 secret_key=s3.secret_key, region=s3.region))
-    base = Path(events.state) if events.state else state_dir() / f"serving-events-{events.bucket}.db"
-    model = events.model or next(iter(predictor.live.names()), "")
-    if not model:
-        raise ConfigError("--events-model: the repository holds no model yet")
+    base = state_base(events.state, events.bucket)
+    model = model_to_answer(events.model, predictor, "--events-model")
     state = DriverState(base.with_suffix(".bridge.db"))
     invoker = LocalInvoker(LocalInvokerConfig(db_path=base.with_suffix(".activations.db")))
     driver = Driver(invoker, state, DriverConfig(job=f"serving-events-{events.bucket}", ps_url="-", secret="-",
@@ -75,6 +73,21 @@ def start_bridge(events: EventsConfig, s3: S3Access, predictor: Predictor) -> Br
     sink = EventPredictor(S3Storage(store, events.bucket), predictor, model, events.prefix, base, driver.limiter)
     return Bridge(BridgeConfig(token=events.token, key_pattern=NO_SHARDS, poll_interval_s=events.poll_s),
                   events.bucket, state, driver, bucket_lister(store, events.prefix), sink=sink)
+
+
+def state_base(state: str, bucket: str) -> Path:
+    """The SQLite file of seen inputs: `state`, or ~/.owtrain/serving-events-<bucket>.db."""
+    from wsk.config import state_dir
+
+    return Path(state) if state else state_dir() / f"serving-events-{bucket}.db"
+
+
+def model_to_answer(model: str, predictor: Predictor, option: str) -> str:
+    """`model`, or the first model the repository serves; ConfigError naming `option` when there is none."""
+    chosen = model or next(iter(predictor.live.names()), "")
+    if not chosen:
+        raise ConfigError(f"{option}: the repository holds no model yet")
+    return chosen
 
 
 class EventPredictor:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,7 +22,7 @@ from serving.cache import PredictionCache
 from serving.config import EventsConfig, ServeConfig
 from serving.limits import CallerLimits
 from serving.live import LiveModels
-from serving.metrics import ServingMetrics
+from serving.metrics import HISTORY_INTERVAL_S, ServingMetrics
 from serving.predictor import Predictor
 from serving.repository import Repository, parse_policy
 from serving.selection import Exp3
@@ -92,9 +94,18 @@ def build(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = 
     bandit = Exp3(cfg.exp3_gamma) if cfg.selection == "exp3" else None
     predictor = Predictor(live, PredictionCache(cfg.cache_size), metrics, cfg.timeout_s, bandit)
     limits = CallerLimits(cfg.limits, cfg.secret, cfg.job)
+    threading.Thread(target=_sample_history, args=(metrics, live), name="serve-history", daemon=True).start()
     bridge = start_bridge(events, s3, predictor) if events is not None and s3 is not None else None
     return Stack(live, predictor, limits, create_app(cfg, predictor, limits, bridge.receive if bridge else None),
                  bridge)
+
+
+def _sample_history(metrics: ServingMetrics, live: LiveModels) -> None:
+    """Close one panel-history window per HISTORY_INTERVAL_S for as long as the process lives."""
+    while True:
+        time.sleep(HISTORY_INTERVAL_S)
+        metrics.queues(live.queues())
+        metrics.sample()
 
 
 def serve(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = None,

@@ -12,7 +12,8 @@ What goes into the version, and why:
   workers trained on shards with that normalisation, so the server must apply it too; a server
   without an evaluation shard cannot tell it, and says so (400);
 - the scores of those weights on the evaluation shard, measured at publish time (not the last
-  periodic evaluation, which may be of an older version), under the shard's split name.
+  periodic evaluation, which may be of an older version), under the shard's split (`validation`
+  for the usual `-val` shard, `test` for a test shard).
 
 Publishing runs on a pool thread (evaluation and S3 writes would stall the event loop) and one
 at a time (two concurrent publishes must not pick the same version number).
@@ -36,6 +37,9 @@ from owtrain.rejections import REJECTIONS
 from param_server.config import PSConfig
 from param_server.model_state import Snapshot
 from param_server.runtime import Runtime
+
+# a shard's split name → the key meta.json's scores use for it
+SCORE_SPLITS = {"val": "validation", "test": "test"}
 
 
 def publish_blueprint(rt: Runtime, admin: Callable[[], object]) -> Blueprint:
@@ -96,7 +100,7 @@ def _publish(rt: Runtime, location: str, shard: Path, snap: Snapshot, name: str 
     model.load_state_dict(snap.tensors)
     data = rt.evaluator.data if rt.evaluator is not None else load_eval_shard(shard)
     loss, accuracy = evaluate(model, *data, cfg.eval_batch)
-    scores = {str(manifest["split"]): {"accuracy": accuracy, "loss": loss}}
+    scores = {SCORE_SPLITS.get(str(manifest["split"]), str(manifest["split"])): {"accuracy": accuracy, "loss": loss}}
     storage = open_repo_storage(location, cfg.repository_s3)
     source = {"kind": "param_server", "job": cfg.job, "ps_version": snap.version, "eval_shard": shard.name}
     with lock:

@@ -32,14 +32,24 @@ from tests.wsk.uploads import swift_store
 
 
 @pytest.fixture(scope="module")
-def test_shard(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small real MNIST test shard (300 images)."""
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small real MNIST shards: a test shard of 300 images and a validation shard of 100."""
     tmp = tmp_path_factory.mktemp("shard")
     ds = load_source("mnist", tmp / "data", offline=True)
-    ds = replace(ds, train_x=ds.train_x[:100], train_y=ds.train_y[:100], test_x=ds.test_x[:300],
+    ds = replace(ds, train_x=ds.train_x[:300], train_y=ds.train_y[:300], test_x=ds.test_x[:300],
                  test_y=ds.test_y[:300])
-    pack(ds, 1, tmp / "shards", test_shard=True)
-    return next((tmp / "shards").glob("*-test.tar.gz"))
+    pack(ds, 1, tmp / "shards", test_shard=True, val_size=100)
+    return tmp / "shards"
+
+
+@pytest.fixture(scope="module")
+def test_shard(shards: Path) -> Path:
+    return next(shards.glob("*-test.tar.gz"))
+
+
+@pytest.fixture(scope="module")
+def val_shard(shards: Path) -> Path:
+    return next(shards.glob("*-val.tar.gz"))
 
 
 def publish(ps, body: dict | None = None, token: str | None = None) -> requests.Response:
@@ -117,15 +127,15 @@ def test_usage_errors_of_the_repository_options(tmp_path):
 
 
 @pytest.mark.swift
-def test_publish_into_an_s3_repository_that_owtrain_serve_serves(ps_server, test_shard, swift_s3, tmp_path,
+def test_publish_into_an_s3_repository_that_owtrain_serve_serves(ps_server, val_shard, swift_s3, tmp_path,
                                                                   monkeypatch):
     bucket = f"psrepo{uuid.uuid4().hex[:8]}"
     store = swift_store(swift_s3, bucket)
     env_keys = {"OWTRAIN_S3_ACCESS_KEY": swift_s3.access_key, "OWTRAIN_S3_SECRET_KEY": swift_s3.secret_key}
     for key, value in env_keys.items():
         monkeypatch.setenv(key, value)  # the PS process inherits them
-    ps = ps_server(eval_shard=test_shard, extra=["--model-repository", f"s3://{bucket}/team/models",
-                                                 "--s3-endpoint", swift_s3.endpoint])
+    ps = ps_server(eval_shard=val_shard, extra=["--model-repository", f"s3://{bucket}/team/models",
+                                                "--s3-endpoint", swift_s3.endpoint])
     reply = publish(ps)
     assert reply.status_code == 200, reply.text
     assert reply.json()["location"] == f"s3://{bucket}/team/models/mnist/1"
@@ -133,7 +143,9 @@ def test_publish_into_an_s3_repository_that_owtrain_serve_serves(ps_server, test
     repo = Repository(S3Storage(store, bucket, "team/models"))
     meta = repo.meta("mnist", 1)
     assert all(torch.equal(v, state[k]) for k, v in repo.weights("mnist", 1, meta).items())
-    assert meta.scores["test"]["accuracy"] == expected_scores(state, test_shard)[1]
+    # a validation shard's scores are filed under "validation", as owtrain local files them
+    assert list(meta.scores) == ["validation"]
+    assert meta.scores["validation"]["accuracy"] == expected_scores(state, val_shard)[1]
 
     server = ServeProcess(["--repository", f"s3://{bucket}/team/models", "--s3-endpoint", swift_s3.endpoint],
                           tmp_path / "serve.log", env_keys)

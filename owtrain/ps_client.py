@@ -102,11 +102,12 @@ class PSClient:
         return self._call("GET", "/api/history", params={"since": since}, timeout=max(self.timeout, 30)).json()
 
     def answers(self) -> bool:
-        """Whether the server answers at all right now (one short attempt, no retries)."""
+        """Whether the server answers at all right now: one short attempt, no retries and no log line
+        (for waiting on a server that is starting)."""
         try:
-            self._call("GET", "/getVersion", timeout=2, policy=RetryPolicy(attempts=1))
+            self.session.get(self.base_url + "/getVersion", timeout=2, verify=self.verify)
             return True
-        except ServerUnavailable:
+        except requests.RequestException:
             return False
 
     def admin(self, action: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from owtrain.errors import (
 from owtrain.parse import MAX_SAMPLES, json_int, json_object, parse_int
 from owtrain.phases import parse_report
 from owtrain.rejections import REJECTIONS
-from param_server.auth import ADMIN, Claims, bearer, verify_token
+from owtrain.tokens import ADMIN, Claims, bearer, verify_token
 from param_server.dashboard import dashboard_bp
 from param_server.publish_route import publish_blueprint
 from param_server.runtime import Runtime

@@ -19,7 +19,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from serving.config import EventsConfig, ServeConfig, add_options
+from owtrain.settings import add_options, values
+from serving.config import BridgePredictConfig, EventsConfig, ServeConfig
 
 if TYPE_CHECKING:
     from dataset_packer.stores.base import Store
@@ -36,29 +37,28 @@ class PredictSinkFactory:
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group(
             "event-driven inference", "predict images uploaded to --bucket with a served model (docs/serving.md)")
-        group.add_argument("--predict-repository", default="",
-                           help="model repository (a folder, or s3://bucket/prefix at --endpoint) whose model "
-                                "answers; empty: no inference (default)")
-        group.add_argument("--predict-policy", default=ServeConfig.policy,
-                           help="version policy of the repository (as owtrain serve --policy)")
-        add_options(group, EventsConfig, PREFIX, only=("prefix", "model", "state"))
+        add_options(group, BridgePredictConfig, prefix=PREFIX)
+        # the bridge's own --bucket, --poll and rate limit serve both: only these of EventsConfig apply
+        add_options(group, EventsConfig, skip=("bucket", "poll_s", "per_minute", "window_s"), prefix=PREFIX)
 
     def build(self, args: argparse.Namespace, store: Store, driver: Driver) -> EventPredictor | None:
-        if not args.predict_repository:
+        cfg = BridgePredictConfig(**values(BridgePredictConfig, args, prefix=PREFIX))
+        if not cfg.repository:
             return None
+        events = EventsConfig(**values(EventsConfig, args, skip=("bucket", "poll_s", "per_minute", "window_s"),
+                                       prefix=PREFIX))
         from dataset_packer.stores.repo_storage import S3Storage
+        from owtrain.s3 import from_env
         from serving.events import EventPredictor, model_to_answer, state_base
-        from serving.server import S3Access, build, open_storage
+        from serving.server import build, open_storage
 
         s3 = None
-        if args.predict_repository.startswith("s3://"):  # the bridge's own S3 endpoint and keys
-            s3 = S3Access(args.endpoint or os.environ.get("OWTRAIN_S3_ENDPOINT", ""),
-                          args.access_key or os.environ.get("OWTRAIN_S3_ACCESS_KEY", ""),
-                          args.secret_key or os.environ.get("OWTRAIN_S3_SECRET_KEY", ""), args.region)
-        cfg = ServeConfig(repository=args.predict_repository, policy=args.predict_policy)
-        stack = build(cfg, open_storage(args.predict_repository, s3))
-        model = model_to_answer(args.predict_model, stack.predictor, "--predict-model")
+        if cfg.repository.startswith("s3://"):  # the bridge's own S3 endpoint and keys
+            s3 = from_env(args.endpoint or os.environ.get("OWTRAIN_S3_ENDPOINT", ""), "",
+                          access_key=args.access_key, secret_key=args.secret_key, region=args.region)
+        stack = build(ServeConfig(repository=cfg.repository, policy=cfg.policy), open_storage(cfg.repository, s3))
+        model = model_to_answer(events.model, stack.predictor, "--predict-model")
         log.info("event-driven inference: %s/%s*.png|.npy -> <key>.prediction.json by model %s of %s",
-                 args.bucket, args.predict_prefix, model, args.predict_repository)
-        return EventPredictor(S3Storage(store, args.bucket), stack.predictor, model, args.predict_prefix,
-                              state_base(args.predict_state, args.bucket), driver.limiter)
+                 args.bucket, events.prefix, model, cfg.repository)
+        return EventPredictor(S3Storage(store, args.bucket), stack.predictor, model, events.prefix,
+                              state_base(events.state, args.bucket), driver.limiter)

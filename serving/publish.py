@@ -17,6 +17,7 @@ from torch import nn
 from owtrain.errors import ConfigError
 from owtrain.model_repository_layout import default_model_name
 from owtrain.model_signature import signature_from_manifest
+from owtrain.naming import held_out_shard
 from serving.repository import publish
 
 MODELS_DIR = "models"
@@ -37,10 +38,10 @@ def publish_run(run_dir: Path, arch: str, model: nn.Module, shards_dir: Path,
     """Publish `model` as the next version of the run's dataset model in RUN_DIR/models."""
     from dataset_packer.shard import read_shard
 
-    tests = sorted(shards_dir.glob("*-test.tar.gz"))
-    if not tests:
+    test = held_out_shard(shards_dir, "test")
+    if test is None:
         raise ConfigError(f"no test shard in {shards_dir}: cannot tell the model's input signature")
-    manifest = read_shard(tests[0]).manifest
+    manifest = read_shard(test).manifest
     name = default_model_name(manifest, arch)
     root = run_dir / MODELS_DIR
     version = publish(root, name, arch, model.state_dict(), signature_from_manifest(manifest),

@@ -14,8 +14,8 @@ import gevent
 import gevent.event
 from flask import Flask
 
-from owtrain.errors import ConfigError
 from owtrain.model_repository_layout import RepoStorage
+from owtrain.s3 import DEFAULT_REGION, S3Settings, from_env
 from owtrain.wsgi import NoDelayWSGIServer
 from serving.batcher import make_policy
 from serving.cache import PredictionCache
@@ -33,37 +33,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class S3Access:
-    """How to reach an `s3://` repository (credentials stay out of repr)."""
-
-    endpoint: str
-    access_key: str
-    secret_key: str
-    region: str = "us-east-1"
-
-    def __repr__(self) -> str:
-        return f"S3Access(endpoint={self.endpoint!r})"
-
-
-def open_storage(location: str, s3: S3Access | None = None) -> RepoStorage:
-    """A folder path, or `s3://bucket/prefix` (needs `s3`)."""
-    from dataset_packer.config import StoreConfig
+def open_storage(location: str, s3: S3Settings | None = None) -> RepoStorage:
+    """A folder path, or `s3://bucket/prefix` (needs `s3`: its endpoint and credentials; the bucket is the
+    location's)."""
     from dataset_packer.stores.repo_storage import open_repo_storage
 
-    config = None if s3 is None else StoreConfig(endpoint=s3.endpoint, bucket="", access_key=s3.access_key,
-                                                  secret_key=s3.secret_key, region=s3.region)
-    return open_repo_storage(location, config)
+    return open_repo_storage(location, s3)
 
 
-def s3_from_env(endpoint: str | None) -> S3Access | None:
-    """S3 access from `--s3-endpoint` and the OWTRAIN_S3_* environment (None without an endpoint)."""
+def s3_from_env(endpoint: str | None) -> S3Settings | None:
+    """S3 endpoint and credentials from `--s3-endpoint` and the OWTRAIN_S3_* environment (None without an
+    endpoint); the bucket comes from the repository's or the events' location."""
     if not endpoint:
         return None
-    key, secret = os.environ.get("OWTRAIN_S3_ACCESS_KEY"), os.environ.get("OWTRAIN_S3_SECRET_KEY")
-    if not key or not secret:
-        raise ConfigError("set OWTRAIN_S3_ACCESS_KEY and OWTRAIN_S3_SECRET_KEY for --s3-endpoint")
-    return S3Access(endpoint, key, secret, os.environ.get("OWTRAIN_S3_REGION", "us-east-1"))
+    return from_env(endpoint, bucket="", region=os.environ.get("OWTRAIN_S3_REGION", DEFAULT_REGION))
 
 
 @dataclass
@@ -78,7 +61,7 @@ class Stack:
 
 
 def build(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = None,
-          s3: S3Access | None = None) -> Stack:
+          s3: S3Settings | None = None) -> Stack:
     """Everything but the socket; refreshes the repository once and starts the rescans."""
     import torch
 
@@ -109,7 +92,7 @@ def _sample_history(metrics: ServingMetrics, live: LiveModels) -> None:
 
 
 def serve(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = None,
-          s3: S3Access | None = None) -> None:
+          s3: S3Settings | None = None) -> None:
     """Serve until SIGTERM / SIGINT; queued requests are answered before the batchers stop."""
     stack = build(cfg, storage, events, s3)
     if stack.bridge is not None:

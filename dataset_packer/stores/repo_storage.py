@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,11 +18,11 @@ from urllib.parse import urlsplit
 import requests
 from minio.error import S3Error
 
-from dataset_packer.config import StoreConfig
 from dataset_packer.stores import open_store
 from dataset_packer.stores.base import Store
 from owtrain.errors import BadRequest, ConfigError, StoreUnreachable
 from owtrain.model_repository_layout import LocalStorage, RepoStorage
+from owtrain.s3 import S3Settings
 
 MAX_OBJECT_BYTES = 256 * 1024 * 1024  # a model file far larger than this does not fit an action anyway
 
@@ -67,9 +68,9 @@ class S3Storage(RepoStorage):
         return f"s3://{self.bucket}/{self.prefix}"
 
 
-def open_repo_storage(location: str, s3: StoreConfig | None = None) -> RepoStorage:
-    """A folder path, or `s3://bucket/prefix` reached through `s3` (its bucket is taken from the
-    location); ConfigError says what is missing."""
+def open_repo_storage(location: str, s3: S3Settings | None = None) -> RepoStorage:
+    """A folder path, or `s3://bucket/prefix` reached through `s3`'s endpoint and credentials (the
+    bucket is the location's); ConfigError says what is missing."""
     if not location.startswith("s3://"):
         return LocalStorage(Path(location))
     parts = urlsplit(location)
@@ -77,6 +78,5 @@ def open_repo_storage(location: str, s3: StoreConfig | None = None) -> RepoStora
         raise ConfigError(f"{location!r}: an S3 repository looks like s3://bucket/prefix")
     if s3 is None:
         raise ConfigError("an s3:// repository needs --s3-endpoint and OWTRAIN_S3_ACCESS_KEY / OWTRAIN_S3_SECRET_KEY")
-    config = StoreConfig(endpoint=s3.endpoint, bucket=parts.netloc, access_key=s3.access_key,
-                         secret_key=s3.secret_key, region=s3.region, verify_tls=s3.verify_tls)
-    return S3Storage(open_store("s3", config), parts.netloc, parts.path, verify=s3.verify_tls)
+    return S3Storage(open_store("s3", replace(s3, bucket=parts.netloc)), parts.netloc, parts.path,
+                     verify=s3.verify_tls)

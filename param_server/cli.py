@@ -12,9 +12,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from param_server.config import DEFAULT_CHECKPOINT_EVERY, PSConfig
+
 if TYPE_CHECKING:
     from owtrain.ps_client import PSClient
-    from param_server.config import PSConfig
 
 log = logging.getLogger(__name__)
 SECRET_ENV = "OWTRAIN_JOB_SECRET"
@@ -105,8 +106,13 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     a("--server-lr", type=float, default=1.0, help="scale applied to model-delta pushes (model averaging)")
     a("--checkpoint-dir", type=Path, default=None, help="folder for checkpoints; the server resumes from the "
                                                         "newest one found there at start")
-    a("--checkpoint-every", type=int, default=50, help="checkpoint every N versions (0: only by time)")
+    a("--checkpoint-every", type=int, default=None,
+      help=f"checkpoint every N versions (0: only by time or journal size; default: {DEFAULT_CHECKPOINT_EVERY} "
+           "without a journal, off with one)")
     a("--checkpoint-interval", type=float, default=30.0, help="also checkpoint after this many seconds if changed")
+    a("--checkpoint-journal-mb", type=float, default=PSConfig.checkpoint_journal_bytes / 2**20,
+      help="with the journal: checkpoint once this much journal accumulated since the last one "
+           "(bounds recovery time; the journal already makes every update durable)")
     a("--keep-checkpoints", type=int, default=5, help="checkpoint files kept on disk (older are deleted)")
     a("--keep-versions", type=int, default=50, help="recent versions kept in memory for pulls and rollback")
     a("--keep-versions-mb", type=float, default=512.0,
@@ -163,7 +169,7 @@ def read_secret(path: Path | None) -> str:
 
 def _config(args: argparse.Namespace) -> PSConfig:
     from owtrain.errors import ConfigError
-    from param_server.config import PSConfig, S3Target
+    from param_server.config import S3Target
 
     if not args.job:
         raise ConfigError("--job is required to serve (the job name the tokens are minted for)")
@@ -179,7 +185,8 @@ def _config(args: argparse.Namespace) -> PSConfig:
         lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
         betas=tuple(args.betas), warmup_steps=args.warmup_steps, server_lr=args.server_lr,
         checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
-        checkpoint_interval_s=args.checkpoint_interval, keep_checkpoints=args.keep_checkpoints,
+        checkpoint_interval_s=args.checkpoint_interval,
+        checkpoint_journal_bytes=int(args.checkpoint_journal_mb * 2**20), keep_checkpoints=args.keep_checkpoints,
         keep_versions=args.keep_versions, keep_versions_bytes=int(args.keep_versions_mb * 1024 * 1024), s3=s3,
         eval_shard=args.eval_shard, eval_every=args.eval_every,
         eval_interval_s=args.eval_interval, eval_batch=args.eval_batch,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+DEFAULT_CHECKPOINT_EVERY = 50  # versions between checkpoints when no journal keeps the updates
+
 
 @dataclass(frozen=True)
 class S3Target:
@@ -39,8 +41,12 @@ class PSConfig:
     warmup_steps: int = 0
     server_lr: float = 1.0
     checkpoint_dir: Path | None = None
-    checkpoint_every: int = 50
+    # Count trigger: every N versions. None: 50 without a journal, off with one. With the journal
+    # every update is already durable and a checkpoint only bounds recovery, so it is taken when
+    # `checkpoint_journal_bytes` of journal accumulated or after `checkpoint_interval_s` instead.
+    checkpoint_every: int | None = None
     checkpoint_interval_s: float = 30.0
+    checkpoint_journal_bytes: int = 256 * 1024 * 1024
     keep_checkpoints: int = 5
     keep_versions: int = 50
     keep_versions_bytes: int = 512 * 1024 * 1024
@@ -69,6 +75,12 @@ class PSConfig:
     journal: bool = True  # with a checkpoint folder: acknowledge only what is on disk (docs/param_server.md)
     journal_dir: Path | None = None  # default: <checkpoint_dir>/journal
     journal_segment_bytes: int = 64 * 1024 * 1024
+
+    def checkpoint_every_versions(self) -> int:
+        """The count trigger in force: `checkpoint_every`, or its default for the journal setting."""
+        if self.checkpoint_every is not None:
+            return self.checkpoint_every
+        return 0 if self.journal_folder() else DEFAULT_CHECKPOINT_EVERY
 
     def journal_folder(self) -> Path | None:
         """Where the update journal lives, or None when the server keeps none."""

@@ -145,7 +145,7 @@ class Journal:
         self.segment_bytes = segment_bytes
         self.on_durable = on_durable
         self._cond = threading.Condition()
-        self._queue: list[tuple[int, bytes, bytes]] = []
+        self._queue: list[tuple[int, bytes, bytes | bytearray]] = []
         self._next = 0  # offset the next append gets
         self._durable = 0  # every offset below this is on disk
         self._fd = -1
@@ -243,7 +243,7 @@ class Journal:
         """Every record with an offset below this is on disk."""
         return self._durable
 
-    def append(self, header: dict[str, Any], payload: bytes = b"") -> int:
+    def append(self, header: dict[str, Any], payload: bytes | bytearray = b"") -> int:
         """Queue one record and return its offset; it is durable once `durable` passes it."""
         encoded = encode_header(header)
         with self._cond:
@@ -284,7 +284,7 @@ class Journal:
             if self.on_durable is not None:
                 self.on_durable(self._durable)
 
-    def _write_record(self, offset: int, header: bytes, payload: bytes) -> None:
+    def _write_record(self, offset: int, header: bytes, payload: bytes | bytearray) -> None:
         if self._pos >= self.segment_bytes:
             self._close_segment()
             self._open_segment(offset)
@@ -384,7 +384,7 @@ def _index_lookup(index: Path, offset: int) -> int:
     return position
 
 
-def _write_all(fd: int, parts: list[bytes], size: int) -> None:
+def _write_all(fd: int, parts: list[bytes | bytearray], size: int) -> None:
     written = os.writev(fd, parts)
     if written == size:
         return

@@ -60,12 +60,19 @@ def encode_into(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str] | N
     buf = bytearray(base + start)
     buf[:8] = len(header).to_bytes(8, "little")
     buf[8:base] = header
+    out = memoryview(buf)
     views: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for name, t in tensors.items():
             begin, end = entries[name]["data_offsets"]  # type: ignore[index]
             view = _view(buf, base + begin, base + end, t.dtype, tuple(t.shape))
-            view.copy_(t.detach())
+            src = t.detach().to("cpu").contiguous()
+            if begin == end:
+                pass
+            elif src.dtype == torch.bfloat16:  # numpy has no bfloat16
+                view.copy_(src)
+            else:  # a plain memcpy: several times cheaper than torch's copy_ for small tensors
+                out[base + begin : base + end] = memoryview(src.numpy()).cast("B")
             views[name] = view
     return buf, views
 

@@ -72,7 +72,7 @@ def encode_into(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str] | N
             elif src.dtype == torch.bfloat16:  # numpy has no bfloat16
                 view.copy_(src)
             else:  # a plain memcpy: several times cheaper than torch's copy_ for small tensors
-                out[base + begin : base + end] = memoryview(src.numpy()).cast("B")
+                out[base + begin : base + end] = src.numpy().data.cast("B")
             views[name] = view
     return buf, views
 

@@ -99,10 +99,13 @@ class Core:
 
     def end_batch(self) -> None:
         """After a batch of pushes on the apply thread: publish the version it reached (one
-        snapshot, however many updates the batch applied), then checkpoint if the journal has grown
-        by `checkpoint_journal_bytes` since the last one (only recovery time depends on it)."""
+        snapshot, however many updates the batch applied), commit the batch's journal records (one
+        fdatasync, on this thread), then checkpoint if the journal has grown by
+        `checkpoint_journal_bytes` since the last one (only recovery time depends on it)."""
         if self.moved:
             self._published()
+        if self.journal is not None and not self._replaying:
+            self.journal.commit()  # the batch's records, one fdatasync, before its pushes are answered
         if (self.journal is not None and self.cfg.checkpoint_dir and self.dirty
                 and self.journal_bytes >= self.cfg.checkpoint_journal_bytes):
             self.checkpoint()

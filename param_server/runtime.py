@@ -6,9 +6,10 @@ All mutation of the model goes through `apply(fn, *args)`, which runs `fn` on a 
 stays free to accept connections while a step runs. Each batch publishes one version snapshot;
 version changes wake long-polling pulls via `watch`.
 
-With a journal, `push` answers only once the update's record is on disk: the journal's writer
-thread reports each group commit to the loop (`run_callback_threadsafe`), which makes the versions
-that became durable visible and wakes the pushes and pulls waiting for them.
+With a journal, `push` answers only once the update's record is on disk: the apply thread commits
+each batch's records itself (one fdatasync per batch) before it wakes the loop, which makes the
+versions that became durable visible and resumes the batch's pushes; records appended outside a
+batch are written by whoever flushes them, or at close.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class Runtime:
         self._loop = gevent.get_hub().loop
         self.durable_watch = VersionWatch()
         folder = cfg.journal_folder()
-        self.journal = Journal(folder, cfg.journal_segment_bytes, self._durable_from_writer) if folder else None
+        self.journal = (Journal(folder, cfg.journal_segment_bytes, self._durable_from_writer, background=False)
+                        if folder else None)
         if self.journal is not None:
             self.journal.open()
         self.core = Core(cfg, ModelState(model, optimizer, cfg.warmup_steps, cfg.server_lr),

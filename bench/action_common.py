@@ -24,7 +24,7 @@ import requests  # noqa: E402
 
 from dataset_packer.download import cached_path  # noqa: E402
 from dataset_packer.shard import ShardInfo, write_shard  # noqa: E402
-from param_server.auth import mint_token  # noqa: E402
+from owtrain.tokens import mint_token  # noqa: E402
 from tests.actions.helpers import learnable_arrays  # noqa: E402
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http  # noqa: E402
 
@@ -46,7 +46,7 @@ def cached_shard(cache: Path, n: int) -> tuple[Path, str]:
 
 def start_ps(folder: Path, model: str = "lenet5") -> tuple[ServiceProcess, str]:
     port = free_port()
-    argv = [PYTHON, "-m", "owtrain.cli", "ps", "--model", model, "--host", "127.0.0.1", "--port", str(port),
+    argv = [PYTHON, "-m", "commands", "ps", "--model", model, "--host", "127.0.0.1", "--port", str(port),
             "--job", JOB, "--worker-rate", "0", "--global-rate", "0"]
     proc = ServiceProcess(argv, folder / "ps.log", env={"OWTRAIN_JOB_SECRET": SECRET})
     url = f"http://127.0.0.1:{port}"

@@ -40,7 +40,7 @@ from ps_push import JOB, SECRET, SEQ_WIDTH, push_body  # noqa: E402
 
 from owtrain.codec import CONTENT_TYPE  # noqa: E402
 from owtrain.models import build_model  # noqa: E402
-from param_server.auth import mint_token  # noqa: E402
+from owtrain.tokens import mint_token  # noqa: E402
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http  # noqa: E402
 
 ENV = {"PYTHONPATH": f"{BENCH}:{ROOT}", "OWTRAIN_LOG": "INFO", "OWTRAIN_JOB_SECRET": SECRET}
@@ -48,7 +48,7 @@ ENV = {"PYTHONPATH": f"{BENCH}:{ROOT}", "OWTRAIN_LOG": "INFO", "OWTRAIN_JOB_SECR
 
 def start_ps(folder: Path, name: str, extra: list[str], port: int | None = None) -> tuple[ServiceProcess, int]:
     port = port or free_port()
-    argv = [PYTHON, "-m", "owtrain.cli", "ps", "--model", "lenet5", "--host", "127.0.0.1", "--port", str(port),
+    argv = [PYTHON, "-m", "commands", "ps", "--model", "lenet5", "--host", "127.0.0.1", "--port", str(port),
             "--job", JOB, "--strategy", "async", "--lr", "1e-6", "--worker-rate", "0", "--global-rate", "0",
             "--checkpoint-dir", str(folder / name), "--checkpoint-interval", "3600", *extra]
     proc = ServiceProcess(argv, folder / f"{name}.log", env=ENV)

@@ -47,7 +47,7 @@ from loadgen import Target, measure  # noqa: E402
 
 from owtrain.codec import CONTENT_TYPE, encode_tensors  # noqa: E402
 from owtrain.models import build_model  # noqa: E402
-from param_server.auth import mint_token  # noqa: E402
+from owtrain.tokens import mint_token  # noqa: E402
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http  # noqa: E402
 
 SECRET, JOB = "bench-secret", "bench"
@@ -90,7 +90,8 @@ def start_servers(model: str, folder: Path, ps_args: list[str], before: Path | N
         if root is None:
             continue
         port = free_port()
-        argv = [PYTHON, "-m", "owtrain.cli", "ps", "--model", model, "--host", "127.0.0.1", "--port", str(port),
+        entry = "commands" if (root / "commands").is_dir() else "owtrain.cli"  # the tree before the refactor
+        argv = [PYTHON, "-m", entry, "ps", "--model", model, "--host", "127.0.0.1", "--port", str(port),
                 "--job", JOB, "--strategy", "async", "--lr", "1e-6", "--worker-rate", "0", "--global-rate", "0",
                 "--checkpoint-dir", str(folder / f"ckpt-{port}"), *ps_args]
         ps_env = {**env, "PYTHONPATH": f"{root / 'bench'}:{root}"}

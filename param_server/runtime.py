@@ -70,7 +70,7 @@ class Runtime:
         run = {"target_accuracy": cfg.target_accuracy, "samples_per_epoch": cfg.samples_per_epoch,
                "max_epochs": cfg.max_epochs}
         self.telemetry = Telemetry(tensorboard=tensorboard, run=run)
-        uploader = S3Uploader(cfg.s3) if cfg.s3 else None
+        uploader = S3Uploader(cfg.s3, cfg.s3_prefix) if cfg.s3 else None
         self._loop = gevent.get_hub().loop
         self.durable_watch = VersionWatch()
         folder = cfg.journal_folder()

@@ -7,7 +7,7 @@ from typing import Any
 
 from owtrain.errors import BadRequest, Forbidden
 from owtrain.parse import json_object, parse_int
-from param_server.auth import ADMIN, Claims, bearer, verify_token
+from owtrain.tokens import ADMIN, Claims, bearer, verify_token
 from param_server.runtime import Runtime
 
 

@@ -15,7 +15,7 @@ from owtrain import codec
 from owtrain.compression import decompress
 from owtrain.errors import BadRequest, Forbidden
 from owtrain.parse import MAX_SAMPLES, parse_int
-from param_server.auth import Claims
+from owtrain.tokens import Claims
 from param_server.model_state import Snapshot
 from param_server.routes.common import claims, float_arg, int_arg
 from param_server.runtime import Runtime

@@ -12,7 +12,7 @@ import requests
 import torch
 
 from owtrain.codec import CONTENT_TYPE, encode_tensors
-from param_server.auth import Claims
+from owtrain.tokens import Claims
 from param_server.checkpoint import list_checkpoints
 from param_server.config import PSConfig
 from param_server.routes.push_pull import decode_update

@@ -11,13 +11,13 @@ import pytest
 
 from owtrain.errors import Unauthorized
 from tests.fixtures.common import PYTHON, ROOT
-from wsk.cli import job_closer
 from wsk.client import OpenWhiskClient
 from wsk.config import DriverConfig, WskConfig
+from wsk.ps_hooks import job_closer
 
 
 def owtrain(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "owtrain.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([PYTHON, "-m", "commands", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=60)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import wsk.driver as d
 from owtrain.retry import RetryPolicy
-from param_server.auth import verify_token
+from owtrain.tokens import verify_token
 from tests.fixtures.common import PYTHON, ROOT, ServiceProcess
 from tests.wsk.chains import collapse_repeats, expected_chain, fake_train, sent_chains, write_shard_list
 from wsk.client import OpenWhiskClient
@@ -103,6 +103,29 @@ def test_transient_failures_retry_the_same_cursor_a_bounded_number_of_times(fake
     assert any("ShardCorrupt" in e for e in failed.values()) and any("invoker down" in e for e in failed.values())
 
 
+def test_failures_are_classified_by_the_error_type_the_action_carries_as_data(fake_controller, tmp_path,
+                                                                               monkeypatch):
+    calls: dict[str, int] = {}
+
+    def typed(params):
+        worker = params["worker"]
+        calls[worker] = calls.get(worker, 0) + 1
+        if worker == "w1" and calls[worker] == 1:  # the store was down: a passing condition, retried
+            return "application error", {"error": "cannot load the shard: StoreUnreachable: refused",
+                                         "error_type": "StoreUnreachable", "transient": True}
+        if worker == "w2":  # the word appears in the text, but the type says it is no passing condition
+            return "application error", {"error": "cannot load the shard: ShardCorrupt: member Throttled.npy",
+                                         "error_type": "ShardCorrupt", "transient": False}
+        return fake_train(params, delay=0)
+
+    fake_controller.impl = typed
+    driver = make_driver(fake_controller, tmp_path, n=2, max_retries=2)
+    monkeypatch.setattr(d, "RETRY_POLICY", RetryPolicy(base=0.01, cap=0.02))
+    summary = driver.run(threading.Event())
+    assert calls["w2"] == 1 and (summary.done, summary.failed) == (1, 1)
+    assert calls["w1"] >= 2  # retried after the transient failure, then trained to the end
+
+
 def test_a_chain_that_makes_no_progress_is_retried_then_failed(fake_controller, tmp_path, monkeypatch):
     calls: dict[str, int] = {}
 
@@ -165,7 +188,7 @@ def test_a_killed_driver_resumes_without_repeating_or_skipping(fake_controller, 
     fake_controller.impl = lambda p: fake_train(p, delay=0.15)
     OpenWhiskClient(WskConfig(apihost=fake_controller.url, auth=fake_controller.auth)).put_action("dist-train", "i:1")
     shards = write_shard_list(tmp_path / "shards.json", 3)
-    argv = [PYTHON, "-m", "owtrain.cli", "train", "--shards", str(shards), "--ps", "http://ps:1", "--job", "job1",
+    argv = [PYTHON, "-m", "commands", "train", "--shards", str(shards), "--ps", "http://ps:1", "--job", "job1",
             "--workers", "3", "--epochs", "3", "--invoker", "openwhisk", "--state", str(tmp_path / "state.db"),
             "--no-progress"]
     env = {"WSK_CONFIG_FILE": str(wskprops), "OWTRAIN_JOB_SECRET": SECRET}
@@ -197,8 +220,8 @@ def test_a_killed_driver_resumes_without_repeating_or_skipping(fake_controller, 
 
 def test_sigkill_of_a_local_driver_kills_its_containers_and_a_restart_retries(tmp_path):
     shards = write_shard_list(tmp_path / "shards.json", 1)
-    command = f"{PYTHON} -m owtrain.cli action serve --port {{port}} --entry tests.wsk.entries:main"
-    argv = [PYTHON, "-m", "owtrain.cli", "train", "--shards", str(shards), "--ps", "http://ps:1", "--job", "j",
+    command = f"{PYTHON} -m commands action serve --port {{port}} --entry tests.wsk.entries:main"
+    argv = [PYTHON, "-m", "commands", "train", "--shards", str(shards), "--ps", "http://ps:1", "--job", "j",
             "--invoker", "local", "--action-command", command, "--activations-db", str(tmp_path / "a.db"),
             "--state", str(tmp_path / "s.db"), "--no-progress", "-p", "do", "sleep", "-p", "s", "3"]
     env = {"OWTRAIN_JOB_SECRET": SECRET}

@@ -27,31 +27,35 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from dataset_packer.config import StoreConfig, default_data_dir
-from owtrain.errors import ConfigError, OwtrainError
-from owtrain.local_config import LocalConfig
-from owtrain.local_progress import EpochBars
-from owtrain.local_reconcile import check_records_agree
-from owtrain.local_services import (
+from dataset_packer.config import default_data_dir
+from localrun.config import LocalConfig
+from localrun.progress import EpochBars
+from localrun.reconcile import check_records_agree
+from localrun.report import Point, RunRecord, eval_point, train_points, write_report
+from localrun.run_lock import RunLock
+from localrun.services import (
     STATIC_DASHBOARD,
-    LocalBridge,
     check_port_free,
     free_port,
     start_bridge,
     start_invoker,
     start_ps,
 )
-from owtrain.local_sessions import Session, record_session
+from localrun.sessions import Session, record_session
+from localrun.trackers import record_trackers
+from owtrain.errors import ConfigError, OwtrainError
+from owtrain.naming import held_out_shard, train_shards
 from owtrain.ps_client import PSClient
-from owtrain.report import Point, RunRecord, eval_point, train_points, write_report
-from owtrain.run_lock import RunLock
-from owtrain.trackers import record_trackers
+from owtrain.s3 import S3Settings
+from param_server.checkpoint import list_checkpoints
 from param_server.dashboard import write_static
+
+if TYPE_CHECKING:
+    from wsk.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,7 @@ class Outcome:
 def run_local(cfg: LocalConfig) -> Outcome:
     """Train end to end as described in the module docstring; KeyboardInterrupt ends it cleanly.
 
-    The run folder's lock (`owtrain.run_lock`) is held throughout: a second session on the same
+    The run folder's lock (`localrun.run_lock`) is held throughout: a second session on the same
     folder, or one that finds an earlier session's processes or another process on the server's
     port, is refused with ConfigError before any work starts.
     """
@@ -128,7 +132,7 @@ def _run(cfg: LocalConfig) -> Outcome:
             print("\ninterrupted: closing the job, checkpointing and stopping every process (resume with "
                   f"`owtrain local --resume {cfg.run_dir}`)", file=sys.stderr, flush=True)
         with _no_interrupts():
-            end = wind_down(cfg, admin, bridge, ps.url, evals, interrupted)
+            end = wind_down(cfg, admin, bridge, evals, interrupted)
             bars.close(end.status, end.final)
         if interrupted:
             ps.stop_timeout_s = INTERRUPT_STOP_S
@@ -148,7 +152,7 @@ def _run(cfg: LocalConfig) -> Outcome:
     saved_version = end.params[0] if end.params else None
     # after Ctrl-C: report.json and the weights only (the exports, plots and test score wait for the run's end)
     report = write_report(cfg.run_dir, record, model, shape, light=interrupted, model_version=saved_version,
-                          test_shard=next(shards_dir.glob("*-test.tar.gz"), None))  # + the one test evaluation
+                          test_shard=held_out_shard(shards_dir, "test"))  # + the one test evaluation
     write_static(cfg.run_dir / STATIC_DASHBOARD, end.status, end.history, report["test"])  # opens offline
     record_trackers(cfg, report)
     if model is not None and not interrupted:  # the final model becomes the next version in RUN_DIR/models (docs/serving.md)
@@ -156,7 +160,7 @@ def _run(cfg: LocalConfig) -> Outcome:
 
         test = report["test"] or {}
         scored = (end.final.get("evaluated_version") == saved_version  # the server scores the validation split
-                  and next(shards_dir.glob("*-val.tar.gz"), None) is not None)
+                  and held_out_shard(shards_dir, "val") is not None)
         val = {"accuracy": end.final.get("accuracy"), "loss": end.final.get("loss")} if scored else {}
         published = publish_run(cfg.run_dir, cfg.model, model, shards_dir, {"test": test, "validation": val},
                                 {"job": cfg.job, "ps_version": end.params[0] if end.params else None})
@@ -186,7 +190,7 @@ class WindDown:
     failed: list[str]
 
 
-def wind_down(cfg: LocalConfig, admin: PSClient, bridge: LocalBridge, ps_url: str, evals: list[Point],
+def wind_down(cfg: LocalConfig, admin: PSClient, bridge: Job, evals: list[Point],
               interrupted: bool) -> WindDown:
     """Stop the activations, settle on the final model, checkpoint it and read what the report needs.
 
@@ -207,7 +211,7 @@ def wind_down(cfg: LocalConfig, admin: PSClient, bridge: LocalBridge, ps_url: st
         final = final_evaluation(admin, wait=FINAL_EVAL_WAIT_S)
         _note_eval(evals, final)
     admin.admin("checkpoint")                                               # what --resume starts from
-    return WindDown(final=final, restored=restored, history=_history(ps_url), status=admin.status(),
+    return WindDown(final=final, restored=restored, history=admin.history(), status=admin.status(),
                     params=admin.pull(None), activations=bridge.activations(), failed=bridge.failures())
 
 
@@ -232,25 +236,24 @@ def prepare_shards(cfg: LocalConfig) -> tuple[Path, int]:
     if not val_size < len(dataset.train_y) - cfg.workers:
         raise ConfigError(f"--val-size {val_size} leaves too few of the {len(dataset.train_y)} training samples "
                           f"for {cfg.workers} worker(s)")
-    if not sorted(out.glob("*-train-*.tar.gz")):
+    if not train_shards(out):
         pack(dataset, cfg.workers, out, stratified=True, test_shard=True, val_size=val_size, val_seed=cfg.seed)
     return out, len(dataset.train_y) - val_size
 
 
 @contextmanager
-def object_store(cfg: LocalConfig) -> Iterator[StoreConfig]:
+def object_store(cfg: LocalConfig) -> Iterator[S3Settings]:
     """The S3 endpoint for this run: `--s3-endpoint`, or an embedded moto server until the run ends."""
     if cfg.s3 is not None:
-        yield StoreConfig(endpoint=cfg.s3.endpoint, bucket=cfg.s3.bucket, access_key=cfg.s3.access_key,
-                          secret_key=cfg.s3.secret_key, region=cfg.s3.region)
+        yield cfg.s3
         return
-    from owtrain.embedded_s3 import embedded_s3
+    from localrun.embedded_s3 import embedded_s3
 
     with embedded_s3(free_port(cfg.bind_host), f"owtrain-{cfg.job}", cfg.bind_host, cfg.advertise_host) as store:
         yield store
 
 
-def upload(store: StoreConfig, shards_dir: Path, cfg: LocalConfig) -> None:
+def upload(store: S3Settings, shards_dir: Path, cfg: LocalConfig) -> None:
     """Upload the shards under the job's prefix; the bridge sees each new object and starts its chain."""
     from dataset_packer.stores import open_store
     from dataset_packer.upload import upload_dir
@@ -258,7 +261,7 @@ def upload(store: StoreConfig, shards_dir: Path, cfg: LocalConfig) -> None:
     upload_dir(open_store("s3", store), shards_dir, prefix=f"{cfg.job}/", progress=cfg.progress)
 
 
-def watch(cfg: LocalConfig, admin: PSClient, bridge: LocalBridge, bars: EpochBars, evals: list[Point]) -> None:
+def watch(cfg: LocalConfig, admin: PSClient, bridge: Job, bars: EpochBars, evals: list[Point]) -> None:
     """Show progress until the server's accuracy reaches the target or every chain has finished;
     `evals` collects each evaluation the server made (for the report)."""
     while True:
@@ -335,7 +338,7 @@ def _model(cfg: LocalConfig, pulled: tuple[int, dict] | None) -> tuple[Any, tupl
 def _rollback_targets(status: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Which versions `owtrain ps rollback --version N` can restore: recent ones in memory, checkpoints on disk."""
     kept = status.get("kept_versions") or []
-    on_disk = sorted(int(p.stem.split("-")[-1]) for p in (run_dir / "checkpoints").glob("ckpt-*.safetensors"))
+    on_disk = [version for version, _ in list_checkpoints(run_dir / "checkpoints")]
     return {"in_memory": [min(kept), max(kept)] if kept else [], "checkpoints": on_disk}
 
 
@@ -346,13 +349,6 @@ def _job_secret(run_dir: Path) -> Path:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32))
     return path
-
-
-def _history(ps_url: str) -> dict[str, list]:
-    """The server's whole `/api/history` (one array per field) for the report."""
-    response = requests.get(f"{ps_url}/api/history", params={"since": 0}, timeout=30)
-    response.raise_for_status()
-    return response.json()
 
 
 def _public(cfg: LocalConfig) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import math
 import time
 
 from owtrain import codec
+from owtrain.action_params import MODES
 from owtrain.compression import decompress
 from owtrain.errors import BadRequest, Forbidden
 from owtrain.parse import MAX_SAMPLES, parse_int
@@ -21,7 +22,7 @@ from param_server.routes.common import claims, float_arg, int_arg
 from param_server.runtime import Runtime
 from param_server.strategies import Update
 
-PUSH_KINDS = ("grad", "delta")
+PUSH_KINDS = MODES  # the action's push modes (owtrain.action_params)
 
 
 def admit_push(rt: Runtime, authorization: str | None) -> Claims:

@@ -110,7 +110,6 @@ class LocalConfig:
     advertise_host: str = setting("127.0.0.1", "host name the actions use to reach the parameter server and the "
                                                "embedded S3")
     ps_port: int = 0
-    checkpoint_every: int = 20
     keep_versions: int = 500
     action_timeout_ms: int = setting(60_000, "action time limit (OpenWhisk's default 60000)")
     action_memory_mb: int = setting(512, "local action containers' memory limit (resnet18 needs 768; OpenWhisk's "

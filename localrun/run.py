@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from dataset_packer.config import default_data_dir
 from localrun.config import LocalConfig
 from localrun.progress import EpochBars
 from localrun.reconcile import check_records_agree
@@ -46,9 +45,10 @@ from localrun.services import (
     start_ps,
 )
 from localrun.sessions import Session, record_session
+from localrun.shards import prepare_shards
 from localrun.trackers import record_trackers
-from owtrain.errors import ConfigError, OwtrainError
-from owtrain.naming import held_out_shard, train_shards
+from owtrain.errors import OwtrainError
+from owtrain.naming import held_out_shard
 from owtrain.ps_client import PSClient
 from owtrain.s3 import S3Settings
 from param_server.checkpoint import list_checkpoints
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SECRET_FILE = "secret"
-SHARDS_DIR = "shards"
 WATCH_INTERVAL_S = 0.5
 FINAL_EVAL_WAIT_S = 60.0
 # Ctrl-C: how long running activations may take to return after the job is closed (they return at
@@ -204,41 +203,25 @@ def wind_down(cfg: LocalConfig, admin: PSClient, bridge: Job, evals: list[Point]
     else:
         admin.admin("close", {"reason": "owtrain local: the run is over (target reached or epochs done)"})
         bridge.stop(drain=True)                                             # no more pushes
-    final = final_evaluation(admin, wait=INTERRUPT_EVAL_WAIT_S if interrupted else FINAL_EVAL_WAIT_S)
-    _note_eval(evals, final)
-    restored = None if interrupted else keep_target_model(admin, evals, cfg.target_accuracy, final)
-    if restored is not None:
+    reached = first_reaching(evals, cfg.target_accuracy)
+    if interrupted:
+        final = final_evaluation(admin, wait=INTERRUPT_EVAL_WAIT_S)
+    elif reached is None:  # every epoch trained: the last version is the model, scored on validation
         final = final_evaluation(admin, wait=FINAL_EVAL_WAIT_S)
+    else:  # the version that reached the target is the model unless a later one is scored as good already
+        final = admin.accuracy()
+    _note_eval(evals, final)
+    restored = None if interrupted or reached is None else keep_target_model(admin, reached, cfg.target_accuracy,
+                                                                             final)
+    if restored is not None and reached is not None:
+        # the restored version holds exactly the weights of the one that reached the target, so its
+        # validation score is that version's: no second evaluation to wait for
+        final = {**final, "version": restored["as_version"], "evaluated_version": restored["as_version"],
+                 "accuracy": reached.accuracy, "loss": reached.loss, "time": time.time()}
         _note_eval(evals, final)
     admin.admin("checkpoint")                                               # what --resume starts from
     return WindDown(final=final, restored=restored, history=admin.history(), status=admin.status(),
                     params=admin.pull(None), activations=bridge.activations(), failed=bridge.failures())
-
-
-def prepare_shards(cfg: LocalConfig) -> tuple[Path, int]:
-    """Fetch the dataset and pack one train shard per worker, the validation shard held out of the
-    training samples and the test shard (kept on resume); returns the folder and the training
-    samples per epoch (the validation samples are in no train shard)."""
-    from dataset_packer.pack import pack
-    from dataset_packer.sources import load_source
-    from dataset_packer.split import default_val_size
-
-    out = cfg.run_dir / SHARDS_DIR
-    dataset = load_source(cfg.dataset, default_data_dir())
-    if cfg.limit is not None:
-        # a quick trial: the first N train and N test samples (MNIST's order is already mixed)
-        dataset = replace(dataset, train_x=dataset.train_x[: cfg.limit], train_y=dataset.train_y[: cfg.limit],
-                          test_x=None if dataset.test_x is None else dataset.test_x[: cfg.limit],
-                          test_y=None if dataset.test_y is None else dataset.test_y[: cfg.limit])
-    if dataset.test_x is None:
-        raise ConfigError(f"{cfg.dataset} has no test split to evaluate on; give a source with one")
-    val_size = default_val_size(len(dataset.train_y)) if cfg.val_size is None else cfg.val_size
-    if not val_size < len(dataset.train_y) - cfg.workers:
-        raise ConfigError(f"--val-size {val_size} leaves too few of the {len(dataset.train_y)} training samples "
-                          f"for {cfg.workers} worker(s)")
-    if not train_shards(out):
-        pack(dataset, cfg.workers, out, stratified=True, test_shard=True, val_size=val_size, val_seed=cfg.seed)
-    return out, len(dataset.train_y) - val_size
 
 
 @contextmanager
@@ -295,27 +278,36 @@ def final_evaluation(admin: PSClient, wait: float) -> dict[str, Any]:
         time.sleep(0.1)
 
 
-def keep_target_model(admin: PSClient, evals: list[Point], target: float | None,
+def first_reaching(evals: list[Point], target: float | None) -> Point | None:
+    """The first evaluation that reached the target (the one the stop decision was based on)."""
+    return next((p for p in evals if target is not None and p.accuracy is not None and p.accuracy >= target), None)
+
+
+def keep_target_model(admin: PSClient, reached: Point, target: float | None,
                       final: dict[str, Any]) -> dict[str, Any] | None:
-    """Make the first version that reached the target current again if the final one scores lower.
+    """Make the version that reached the target current again unless the final one is it, or is
+    scored on the validation split at the target or above.
 
     Activations in flight when the target is reached keep pushing until they return, and
-    asynchronous SGD is noisy, so the last version can fall back below the target. The version the
-    stop decision was based on is the model the run reached; the parameter server's rollback
-    restores it (as a new version). Returns what was restored, or None.
+    asynchronous SGD is noisy, so the last version can fall back below the target, and it is not
+    scored yet when the run ends. The version the stop decision was based on is the model the run
+    reached; the parameter server's rollback restores it (as a new version). Returns what was
+    restored, or None.
     """
-    reached = next((p for p in evals if target is not None and p.accuracy is not None and p.accuracy >= target), None)
-    if reached is None or final.get("accuracy") is None or final["accuracy"] >= target:
+    scored = final.get("evaluated_version") == final.get("version") and final.get("accuracy") is not None
+    if int(final["version"]) == reached.version or (scored and target is not None and final["accuracy"] >= target):
         return None
     try:
         answer = admin.admin("rollback", {"version": reached.version})
     except OwtrainError as exc:  # evicted from memory and not on disk: keep the final version
         log.warning("cannot restore version %d that reached the target: %s", reached.version, exc)
         return None
-    log.info("final version scored %.4f < target; restored version %d (%.4f) as version %d",
-             final["accuracy"], reached.version, reached.accuracy, answer["version"])
+    replaced = final["accuracy"] if scored else None
+    log.info("final version %d %s; restored version %d (%.4f) as version %d", int(final["version"]),
+             f"scored {replaced:.4f} < target" if replaced is not None else "is not scored on validation",
+             reached.version, reached.accuracy, answer["version"])
     return {"version": reached.version, "accuracy": reached.accuracy, "as_version": answer["version"],
-            "replaced_accuracy": final["accuracy"]}
+            "replaced_accuracy": replaced}
 
 
 def _note_eval(evals: list[Point], accuracy: dict[str, Any]) -> None:

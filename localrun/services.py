@@ -164,7 +164,7 @@ def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path,
             "--strategy", cfg.strategy, "--eval-shard", str(val_shard),
             "--static-dashboard", str(cfg.run_dir / STATIC_DASHBOARD), "--max-epochs", str(cfg.max_epochs),
             "--eval-every", str(EVAL_BY_TIME_ONLY), "--eval-interval", str(cfg.eval_interval_s),
-            "--checkpoint-dir", str(cfg.run_dir / "checkpoints"), "--checkpoint-every", str(cfg.checkpoint_every),
+            "--checkpoint-dir", str(cfg.run_dir / "checkpoints"),
             "--keep-checkpoints", str(KEEP_ALL_CHECKPOINTS), "--keep-versions", str(cfg.keep_versions)]
     if cfg.mode == "grad":  # the server's optimiser takes the steps; in delta mode the workers' do
         argv += ["--lr", str(cfg.lr), "--momentum", str(cfg.momentum)]

@@ -14,6 +14,7 @@ from owtrain.s3 import S3Settings
 from owtrain.settings import setting
 
 MIB = 1024 * 1024
+DEFAULT_CHECKPOINT_EVERY = 50  # versions between checkpoints when no journal keeps the updates
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,16 @@ class PSConfig:
     server_lr: float = setting(1.0, "scale applied to model-delta pushes (model averaging)")
     checkpoint_dir: Path | None = setting(None, "folder for checkpoints; the server resumes from the newest one "
                                                 "found there at start")
-    checkpoint_every: int = setting(50, "checkpoint every N versions (0: only by time)")
+    # With the journal every update is durable before it is answered and a checkpoint only bounds
+    # recovery time: by default it follows the journal's size (and the interval), not a version count.
+    checkpoint_every: int | None = setting(None, "checkpoint every N versions (0: only by time or journal size; "
+                                                 f"default: {DEFAULT_CHECKPOINT_EVERY} without a journal, "
+                                                 "off with one)")
     checkpoint_interval_s: float = setting(30.0, "also checkpoint after this many seconds if changed",
                                            flag="--checkpoint-interval")
+    checkpoint_journal_bytes: int = setting(256 * MIB, "with the journal: checkpoint once this many MB of journal "
+                                                       "accumulated since the last one (bounds recovery time)",
+                                            flag="--checkpoint-journal-mb", scale=MIB)
     keep_checkpoints: int = setting(5, "checkpoint files kept on disk (older are deleted)")
     keep_versions: int = setting(50, "recent versions kept in memory for pulls and rollback")
     keep_versions_bytes: int = setting(512 * MIB, "memory cap for those versions in MB (the newest is always kept; "
@@ -84,12 +92,18 @@ class PSConfig:
     journal_dir: Path | None = setting(None, "update journal folder (default: <checkpoint-dir>/journal)")
     journal_segment_bytes: int = setting(64 * MIB, "roll journal segments at this size in MB",
                                          flag="--journal-segment-mb", scale=MIB)
-    # `POST /admin/publish` (param_server/publish_route.py) writes the current parameters here as a numbered model
+    # `POST /admin/publish` (param_server/routes/publish.py) writes the current parameters here as a numbered model
     # version; an s3:// one is reached with `repository_s3` (--s3-endpoint and the OWTRAIN_S3_* keys)
     model_repository: str | None = setting(None, "model repository (a folder, or s3://bucket/prefix at "
                                                  "--s3-endpoint) that `owtrain ps publish` writes the current "
                                                  "parameters into as the next numbered version (needs --eval-shard)")
     repository_s3: S3Settings | None = None
+
+    def checkpoint_every_versions(self) -> int:
+        """The count trigger in force: `checkpoint_every`, or its default for the journal setting."""
+        if self.checkpoint_every is not None:
+            return self.checkpoint_every
+        return 0 if self.journal_folder() else DEFAULT_CHECKPOINT_EVERY
 
     def journal_folder(self) -> Path | None:
         """Where the update journal lives, or None when the server keeps none."""

@@ -22,7 +22,6 @@ at a time (two concurrent publishes must not pick the same version number).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +35,21 @@ from owtrain.parse import json_object
 from owtrain.rejections import REJECTIONS
 from param_server.config import PSConfig
 from param_server.model_state import Snapshot
+from param_server.routes.common import claims
 from param_server.runtime import Runtime
 
 # a shard's split name → the key meta.json's scores use for it
 SCORE_SPLITS = {"val": "validation", "test": "test"}
 
 
-def publish_blueprint(rt: Runtime, admin: Callable[[], object]) -> Blueprint:
-    """The blueprint for `rt`; `admin()` raises unless the request carries the admin token."""
+def publish_routes(rt: Runtime) -> Blueprint:
+    """`POST /admin/publish` for `rt` (the admin token only)."""
     bp = Blueprint("publish", __name__)
     lock = threading.Lock()
 
     @bp.post("/admin/publish")
     def admin_publish() -> Response:
-        admin()
+        claims(rt, request.headers.get("Authorization"), admin=True)
         body = json_object(request.get_data(cache=True) or b"{}")
         if body is None:
             raise BadRequest('body must be a JSON object: {"name": "<model name>"} or empty')

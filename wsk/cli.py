@@ -291,6 +291,7 @@ def cmd_bridge_serve(args: argparse.Namespace) -> int:
 
 
 def _open_store(args: argparse.Namespace) -> S3Store:
+    from dataset_packer.stores.s3 import S3Store
     from owtrain.s3 import from_env
 
     endpoint = args.endpoint or os.environ.get("OWTRAIN_S3_ENDPOINT")
@@ -298,8 +299,6 @@ def _open_store(args: argparse.Namespace) -> S3Store:
         raise ConfigError("the bridge needs --endpoint, --access-key and --secret-key (or OWTRAIN_S3_* env)")
     config = from_env(endpoint, args.bucket, access_key=args.access_key, secret_key=args.secret_key,
                       region=args.region)
-    from dataset_packer.stores.s3 import S3Store
-
     return S3Store(config, args.public_endpoint)
 
 

@@ -21,6 +21,7 @@ from owtrain.settings import HelpFormatter, add_options, values
 from wsk import config as c
 
 if TYPE_CHECKING:
+    from dataset_packer.stores.s3 import S3Store
     from wsk.bridge import SinkFactory
     from wsk.invoker.base import Invoker
 
@@ -303,8 +304,8 @@ def cmd_bridge_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(args: argparse.Namespace):
-    from dataset_packer.stores import open_store
+def _open_store(args: argparse.Namespace) -> S3Store:
+    from dataset_packer.stores.s3 import S3Store
     from owtrain.s3 import from_env
 
     endpoint = args.endpoint or os.environ.get("OWTRAIN_S3_ENDPOINT")
@@ -312,7 +313,7 @@ def _open_store(args: argparse.Namespace):
         raise ConfigError("the bridge needs --endpoint, --access-key and --secret-key (or OWTRAIN_S3_* env)")
     config = from_env(endpoint, args.bucket, access_key=args.access_key, secret_key=args.secret_key,
                       region=args.region)
-    return open_store("s3", config, args.public_endpoint)
+    return S3Store(config, args.public_endpoint)
 
 
 def _bridge_invoker(args: argparse.Namespace, config: c.BridgeConfig, driver_cfg: c.DriverConfig) -> Invoker:

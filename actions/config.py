@@ -17,7 +17,8 @@ from typing import Any
 from actions.cursor import Cursor
 from dataset_packer.config import DEFAULT_MAX_SHARD_BYTES
 from owtrain.compression import make_compressor
-from owtrain.errors import BadRequest
+from owtrain.errors import BadRequest, ConfigError
+from owtrain.ps_shards import parse_urls
 
 MODES = ("grad", "delta")
 OPTIMIZERS = ("sgd", "adam")
@@ -40,7 +41,7 @@ class ActionConfig:
 
     dataset_url: str
     dataset_sha256: str
-    apihost: str
+    apihost: tuple[str, ...]  # the parameter server's shard URLs, shard 0 first (one URL: an unsharded server)
     ps_token: str
     job: str
     worker: str
@@ -78,7 +79,7 @@ class ActionConfig:
         p = _Params(args)
         config = cls(
             dataset_url=p.text("dataset_url"), dataset_sha256=p.text("dataset_sha256"),
-            apihost=p.text("apihost"), ps_token=p.text("ps_token"), job=p.text("job"), worker=p.text("worker"),
+            apihost=p.urls("apihost"), ps_token=p.text("ps_token"), job=p.text("job"), worker=p.text("worker"),
             batch_size=p.integer("batch_sz_train", 32, minimum=1),
             epochs=p.integer("epoch_n", 1, minimum=1),
             update_intv=p.integer("update_intv", 1, minimum=1),
@@ -123,6 +124,13 @@ class _Params:
         if not isinstance(value, str) or not value:
             raise self._bad(name, "a non-empty string")
         return value
+
+    def urls(self, name: str) -> tuple[str, ...]:
+        """One URL, a comma-separated list or a JSON list of URLs (a sharded parameter server)."""
+        try:
+            return parse_urls(self.args[name])
+        except ConfigError:
+            raise self._bad(name, "a URL or a list of shard URLs (shard 0 first)") from None
 
     def integer(self, name: str, default: int, minimum: int) -> int:
         value = self.args.get(name, default)

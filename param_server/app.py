@@ -37,6 +37,7 @@ from owtrain.rejections import REJECTIONS
 from param_server.auth import ADMIN, Claims, bearer, verify_token
 from param_server.dashboard import dashboard_bp
 from param_server.runtime import Runtime
+from param_server.shard_routes import shard_blueprint
 from param_server.strategies import Update
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ def create_app(rt: Runtime) -> Flask:
     def open_read() -> None:
         if not cfg.open_reads:
             claims()
+
+    app.register_blueprint(shard_blueprint(rt.shard, open_read))
 
     def json_body() -> dict[str, Any]:
         body = json_object(request.get_data(cache=True))

@@ -146,6 +146,11 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
       help="keep no update journal: a crash loses the updates acknowledged since the last checkpoint")
     a("--journal-dir", type=Path, default=None, help="update journal folder (default: <checkpoint-dir>/journal)")
     a("--journal-segment-mb", type=float, default=64.0, help="roll journal segments at this size")
+    a("--shard", default="0/1", metavar="I/S",
+      help="serve shard I of S of the model (a sharded job: docs/param_server.md, Sharding); each shard is a "
+           "full server with its own --port and --checkpoint-dir")
+    a("--shard-urls", default=None, metavar="URL,URL,…",
+      help="every shard's URL in shard order: an evaluating shard (--eval-shard) pulls the others' slices")
 
 
 def read_secret(path: Path | None) -> str:
@@ -173,7 +178,19 @@ def _config(args: argparse.Namespace) -> PSConfig:
             raise ConfigError("--s3-endpoint needs --s3-bucket")
         s3 = S3Target(args.s3_endpoint, args.s3_bucket, os.environ.get("OWTRAIN_S3_ACCESS_KEY", ""),
                       os.environ.get("OWTRAIN_S3_SECRET_KEY", ""), secure=not args.s3_insecure, prefix=args.s3_prefix)
+    shard, shards = _shard(args.shard)
+    urls: tuple[str, ...] = ()
+    if args.shard_urls:
+        from owtrain.ps_shards import parse_urls
+
+        urls = parse_urls(args.shard_urls)
+        if len(urls) != shards:
+            raise ConfigError(f"--shard-urls lists {len(urls)} URL(s) but --shard {args.shard} says {shards} shards")
+    if shards > 1 and args.eval_shard is not None and not urls:
+        raise ConfigError(f"--eval-shard with --shard {args.shard} needs --shard-urls (all {shards} shard URLs, "
+                          "shard 0 first): the evaluator assembles the whole model from every shard")
     return PSConfig(
+        shard=shard, shards=shards, shard_urls=urls,
         job=args.job, secret=read_secret(args.secret_file), model=args.model, num_classes=args.num_classes,
         seed=args.seed, host=args.host, port=args.port, strategy=args.strategy, optimizer=args.optimizer,
         lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
@@ -192,6 +209,16 @@ def _config(args: argparse.Namespace) -> PSConfig:
         journal=not args.no_journal, journal_dir=args.journal_dir,
         journal_segment_bytes=int(args.journal_segment_mb * 1024 * 1024),
     )
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """(I, S) from `--shard I/S`; ConfigError unless 0 <= I < S."""
+    from owtrain.errors import ConfigError
+
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise ConfigError(f"--shard must be I/S with 0 <= I < S (e.g. 0/2 for the first of two shards), got {text!r}")
+    return int(index), int(count)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -69,6 +69,11 @@ class PSConfig:
     journal: bool = True  # with a checkpoint folder: acknowledge only what is on disk (docs/param_server.md)
     journal_dir: Path | None = None  # default: <checkpoint_dir>/journal
     journal_segment_bytes: int = 64 * 1024 * 1024
+    # a sharded job (docs/param_server.md "Sharding"): this server holds shard `shard` of `shards` of the
+    # model; `shard_urls` (every shard's URL in shard order) lets an evaluating shard assemble the whole model
+    shard: int = 0
+    shards: int = 1
+    shard_urls: tuple[str, ...] = ()
 
     def journal_folder(self) -> Path | None:
         """Where the update journal lives, or None when the server keeps none."""

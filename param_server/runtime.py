@@ -23,6 +23,7 @@ from gevent.threadpool import ThreadPool
 
 from owtrain.models import build_model, input_shape
 from param_server.admission import Admission
+from param_server.assembler import evaluation_source
 from param_server.checkpoint import S3Uploader
 from param_server.config import PSConfig
 from param_server.core import Core
@@ -31,6 +32,7 @@ from param_server.evaluator import Evaluator, load_eval_shard
 from param_server.journal import Journal
 from param_server.model_state import ModelState, Snapshot
 from param_server.optim import build_optimizer
+from param_server.shard_slice import ShardSlice
 from param_server.strategies import Update, parse_strategy
 from param_server.telemetry import Telemetry
 from param_server.tensorboard_log import TensorBoardLog
@@ -60,7 +62,8 @@ class Runtime:
 
     def __init__(self, cfg: PSConfig) -> None:
         self.cfg = cfg
-        model = build_model(cfg.model, cfg.num_classes, cfg.seed)
+        self.shard = ShardSlice(build_model(cfg.model, cfg.num_classes, cfg.seed), cfg.shard, cfg.shards)
+        model = self.shard.module  # the whole model, or with shards this server's slice of it
         optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov,
                                     cfg.weight_decay, cfg.betas)
         tensorboard = TensorBoardLog(cfg.tensorboard_dir) if cfg.tensorboard_dir else None
@@ -85,8 +88,9 @@ class Runtime:
         self.evaluator: Evaluator | None = None
         if cfg.eval_shard:
             eval_model = build_model(cfg.model, cfg.num_classes, cfg.seed)
-            self.evaluator = Evaluator(eval_model, load_eval_shard(cfg.eval_shard), self.latest, self.telemetry,
-                                       cfg.eval_every, cfg.eval_interval_s, cfg.eval_batch)
+            latest, version = evaluation_source(cfg, self.shard, self.latest)
+            self.evaluator = Evaluator(eval_model, load_eval_shard(cfg.eval_shard), latest, self.telemetry,
+                                       cfg.eval_every, cfg.eval_interval_s, cfg.eval_batch, version)
         self._housekeeper: gevent.Greenlet | None = None
         self._static_version, self._static_time = -1, 0.0
         self.stopping = Event()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from owtrain.ps_client import PSClient
+    from owtrain.ps_shards import ShardSet
     from param_server.config import PSConfig
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ def _add_secret_args(p: argparse.ArgumentParser) -> None:
 
 def _add_client_args(p: argparse.ArgumentParser) -> None:
     _add_secret_args(p)
-    p.add_argument("--url", required=True, help="parameter server base URL, e.g. http://127.0.0.1:29500")
+    p.add_argument("--url", required=True, help="parameter server base URL, e.g. http://127.0.0.1:29500 (a sharded "
+                                                "server: every shard's URL, comma-separated, shard 0 first)")
     p.add_argument("--token", default=None, help="admin token (default: mint one from --job and the secret)")
     p.add_argument("--ca-cert", type=Path, default=None, help="CA bundle to verify an https server with")
 
@@ -150,7 +151,8 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
       help="serve shard I of S of the model (a sharded job: docs/param_server.md, Sharding); each shard is a "
            "full server with its own --port and --checkpoint-dir")
     a("--shard-urls", default=None, metavar="URL,URL,…",
-      help="every shard's URL in shard order: an evaluating shard (--eval-shard) pulls the others' slices")
+      help="every shard's URL in shard order: shard 0 with --eval-shard pulls the others' slices to evaluate "
+           "the whole model (the other shards ignore --eval-shard)")
 
 
 def read_secret(path: Path | None) -> str:
@@ -186,9 +188,9 @@ def _config(args: argparse.Namespace) -> PSConfig:
         urls = parse_urls(args.shard_urls)
         if len(urls) != shards:
             raise ConfigError(f"--shard-urls lists {len(urls)} URL(s) but --shard {args.shard} says {shards} shards")
-    if shards > 1 and args.eval_shard is not None and not urls:
+    if shards > 1 and shard == 0 and args.eval_shard is not None and not urls:
         raise ConfigError(f"--eval-shard with --shard {args.shard} needs --shard-urls (all {shards} shard URLs, "
-                          "shard 0 first): the evaluator assembles the whole model from every shard")
+                          "shard 0 first): shard 0 evaluates the whole model, pulling the other shards' slices")
     return PSConfig(
         shard=shard, shards=shards, shard_urls=urls,
         job=args.job, secret=read_secret(args.secret_file), model=args.model, num_classes=args.num_classes,
@@ -261,8 +263,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_client(args: argparse.Namespace) -> PSClient:
-    from owtrain.ps_client import PSClient
+def _admin_client(args: argparse.Namespace) -> ShardSet:
+    from owtrain.ps_shards import ShardSet
     from param_server.auth import ADMIN, mint_token
 
     token = args.token
@@ -272,27 +274,31 @@ def _admin_client(args: argparse.Namespace) -> PSClient:
 
             raise ConfigError("pass --token, or --job with --secret-file / $OWTRAIN_JOB_SECRET to mint one")
         token = mint_token(read_secret(args.secret_file), args.job, ADMIN, 600)
-    return PSClient(args.url, token, verify=str(args.ca_cert) if args.ca_cert else True)
+    return ShardSet(args.url, token, verify=str(args.ca_cert) if args.ca_cert else True)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    result = _admin_client(args).admin("rollback", {"version": args.version})
-    print(f"restored the parameters of version {result['restored']} as version {result['version']}")
+    """Every shard restores its own version `--version` (the same step of the job while the shards'
+    counters agree, as they do when every push reached every shard)."""
+    client = _admin_client(args)
+    client.check_plan()  # the URLs are the shards of one job, in order
+    for url, result in zip(client.urls, client.admin("rollback", {"version": args.version}), strict=True):
+        print(f"{url}: restored the parameters of version {result['restored']} as version {result['version']}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
-    pulled = _admin_client(args).pull(None)
-    if pulled is None:  # cannot happen for have=None; say so rather than write nothing
-        raise SystemExit("the server answered 'not modified' to a pull without a version")
-    version, tensors = pulled
+    from owtrain.ps_shards import job_version
+
+    versions, tensors = _admin_client(args).pull_whole()  # the whole model, joined from every shard
+    version = job_version(versions)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # a temp name then a rename: an interrupted export never leaves a torn file under --out
     tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata={"version": str(version)})
+        save_file(tensors, str(tmp), metadata={"version": str(version), "versions": ",".join(map(str, versions))})
         os.replace(tmp, args.out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -86,7 +86,7 @@ class Runtime:
         self.watch = VersionWatch()
         self.apply_pool = ThreadPool(1)
         self.evaluator: Evaluator | None = None
-        if cfg.eval_shard:
+        if cfg.eval_shard and cfg.shard == 0:  # a sharded job is evaluated once, by shard 0, on the whole model
             eval_model = build_model(cfg.model, cfg.num_classes, cfg.seed)
             latest, version = evaluation_source(cfg, self.shard, self.latest)
             self.evaluator = Evaluator(eval_model, load_eval_shard(cfg.eval_shard), latest, self.telemetry,

@@ -101,7 +101,8 @@ def parse_params(pairs: list[str]) -> tuple[tuple[str, object], ...]:
 
 def add_driver_options(parser: argparse.ArgumentParser) -> None:
     """The job and its fan-out limits (shared by `train` and `bridge serve`)."""
-    parser.add_argument("--ps", required=True, help="parameter server base URL passed to the action as `apihost`")
+    parser.add_argument("--ps", required=True, help="parameter server base URL passed to the action as `apihost` (a sharded "
+                        "server: every shard's URL, comma-separated, shard 0 first)")
     parser.add_argument("--job", default="job", help="job name (must match the parameter server's; default 'job')")
     parser.add_argument("--secret", default=None,
                         help="job secret used to mint per-worker tokens (default $OWTRAIN_JOB_SECRET)")
@@ -130,22 +131,24 @@ def driver_config(args: argparse.Namespace) -> c.DriverConfig:
     secret = args.secret or os.environ.get("OWTRAIN_JOB_SECRET")
     if not secret:
         raise ConfigError("no job secret: pass --secret or set OWTRAIN_JOB_SECRET (the parameter server's)")
-    return c.DriverConfig(job=args.job, ps_url=args.ps.rstrip("/"), secret=secret, action=args.action,
+    from owtrain.ps_shards import parse_urls
+
+    return c.DriverConfig(job=args.job, ps_url=",".join(parse_urls(args.ps)), secret=secret, action=args.action,
                           workers=args.workers, epochs=args.epochs, target_accuracy=args.target_accuracy,
                           concurrent=args.concurrent, per_minute=args.per_minute, rate_window_s=args.rate_window,
                           max_retries=args.max_retries, action_params=parse_params(args.param))
 
 
 def job_closer(config: c.DriverConfig) -> Callable[[str], None]:
-    """A function that closes the job on its parameter server (`POST /admin/close`), with an admin
-    token minted from the job secret, so that running activations return at their next push."""
-    from owtrain.ps_client import PSClient
+    """A function that closes the job on its parameter server (`POST /admin/close`, on every shard),
+    with an admin token minted from the job secret, so that running activations return at their next push."""
+    from owtrain.ps_shards import ShardSet
     from owtrain.retry import RetryPolicy
     from param_server.auth import ADMIN, mint_token
 
     def close(reason: str) -> None:
         token = mint_token(config.secret, config.job, ADMIN, 300)
-        client = PSClient(config.ps_url, token, timeout=5, policy=RetryPolicy(attempts=2))
+        client = ShardSet(config.ps_url, token, timeout=5, policy=RetryPolicy(attempts=2))
         try:
             client.admin("close", {"reason": reason})
         finally:
@@ -155,10 +158,11 @@ def job_closer(config: c.DriverConfig) -> Callable[[str], None]:
 
 
 def accuracy_reader(ps_url: str) -> Callable[[], float | None]:
-    """A function returning the parameter server's last evaluated accuracy (None before the first)."""
-    from owtrain.ps_client import PSClient
+    """A function returning the parameter server's last evaluated accuracy (None before the first);
+    a sharded server's is shard 0's, which evaluates the whole model."""
+    from owtrain.ps_shards import ShardSet
 
-    client = PSClient(ps_url, token="")
+    client = ShardSet(ps_url, token="")
     return lambda: client.accuracy().get("accuracy")
 
 

@@ -12,11 +12,13 @@ import threading
 import pytest
 import requests
 import torch
+from safetensors.torch import load_file
 
 from owtrain.models import build_model, param_spec
 from owtrain.ps_shards import ShardSet
 from owtrain.retry import RetryPolicy
 from owtrain.shard_plan import ShardPlanMismatch
+from tests.param_server.test_http_api import _owtrain
 
 SPEC = param_spec(build_model("lenet5"))
 FAST = RetryPolicy(attempts=3, base=0.1, cap=1.0)
@@ -88,7 +90,7 @@ def sequential_sgd(updates: list[dict[str, torch.Tensor]], lr: float) -> dict[st
     return {n: p.detach() for n, p in params.items()}
 
 
-def test_async_one_worker_on_two_shards_is_sequential_sgd_and_one_server(ps_server, ps_shards):
+def test_async_one_worker_on_two_shards_is_sequential_sgd_and_one_server(ps_server, ps_shards, tmp_path):
     single = ps_server(strategy="async", lr=0.1)
     shards = ps_shards(2, strategy="async", lr=0.1)
     client, plain = shard_set(shards, "w0"), single.client("w0")
@@ -104,6 +106,14 @@ def test_async_one_worker_on_two_shards_is_sequential_sgd_and_one_server(ps_serv
     for name in expected:
         assert torch.allclose(whole[name], expected[name], atol=1e-6, rtol=0), name
         assert torch.allclose(whole[name], pulled[1][name], atol=1e-6, rtol=0), name
+    # export sees the whole model: `owtrain ps export` joins the shards' slices
+    out = tmp_path / "model.safetensors"
+    urls = ",".join(s.url for s in shards)
+    assert "version 15" in _owtrain("export", "--url", urls, "--job", shards[0].job, "--out", str(out))
+    exported = load_file(str(out))
+    assert exported.keys() == expected.keys() and all(torch.equal(exported[n], whole[n]) for n in expected)
+    with pytest.raises(AssertionError, match="shard order"):  # URLs out of order: refused, nothing written
+        _owtrain("export", "--url", f"{shards[1].url},{shards[0].url}", "--job", shards[0].job, "--out", str(out))
 
 
 def test_sigkill_of_one_shard_loses_no_acknowledged_update_and_leaves_the_other_alone(ps_shards, tmp_path):

@@ -46,7 +46,7 @@ def cached_shard(cache: Path, n: int) -> tuple[Path, str]:
 
 def start_ps(folder: Path, model: str = "lenet5") -> tuple[ServiceProcess, str]:
     port = free_port()
-    argv = [PYTHON, "-m", "owtrain.cli", "ps", "--model", model, "--host", "127.0.0.1", "--port", str(port),
+    argv = [PYTHON, "-m", "commands", "ps", "--model", model, "--host", "127.0.0.1", "--port", str(port),
             "--job", JOB, "--worker-rate", "0", "--global-rate", "0"]
     proc = ServiceProcess(argv, folder / "ps.log", env={"OWTRAIN_JOB_SECRET": SECRET})
     url = f"http://127.0.0.1:{port}"

@@ -123,7 +123,7 @@ def overhead(invoker: LocalInvoker, calls: int, direct: bool) -> list[float]:
 def time_to_accuracy(invoker: str, env: dict, limit: int, target: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        argv = [sys.executable, "-m", "owtrain.cli", "local", "--run-dir", str(run_dir), "--no-progress",
+        argv = [sys.executable, "-m", "commands", "local", "--run-dir", str(run_dir), "--no-progress",
                 "--limit", str(limit), "--target-accuracy", str(target), "--max-epochs", "8", "--invoker", invoker]
         if invoker == "docker":
             argv += ["--image", IMAGE]

@@ -30,7 +30,7 @@ ENTRY = "builtins:dict"
 
 
 def argv(port: str) -> list[str]:
-    return [sys.executable, "-m", "owtrain.cli", "action", "serve", "--port", port, "--entry", ENTRY]
+    return [sys.executable, "-m", "commands", "action", "serve", "--port", port, "--entry", ENTRY]
 
 
 def direct(n: int) -> float:

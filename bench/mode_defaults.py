@@ -6,7 +6,7 @@ same amount), once per setting, interleaved, and reads the validation accuracy o
 model from each run's report. Gradient mode ("grad": workers push mean gradients every U
 batches, the server's SGD steps with lr and momentum) and delta mode ("delta": workers run local
 SGD with lr and momentum and push their model delta every U batches) are swept separately; the
-best setting of each becomes `MODE_DEFAULTS` in owtrain/local_config.py (docs/benchmarks.md).
+best setting of each becomes `MODE_DEFAULTS` in localrun/config.py (docs/benchmarks.md).
 
 Usage: `.venv/bin/python bench/mode_defaults.py [--limit 20000] [--epochs 3] [--repeats 1]
 [--only grad:0.1:0.0:2,…] [--out bench/results/mode_defaults.json]`. Each run takes one to four
@@ -48,7 +48,7 @@ def run_once(mode: str, lr: float, momentum: float, interval: int, limit: int, e
     """One `owtrain local` run; its final validation accuracy and wall time."""
     with tempfile.TemporaryDirectory(prefix="owtrain-mode-") as tmp:
         run_dir = Path(tmp) / "run"
-        argv = [sys.executable, "-m", "owtrain.cli", "local", "--workers", "2", "--limit", str(limit),
+        argv = [sys.executable, "-m", "commands", "local", "--workers", "2", "--limit", str(limit),
                 "--max-epochs", str(epochs), "--target-accuracy", "0", "--mode", mode, "--lr", str(lr),
                 "--momentum", str(momentum), "--update-interval", str(interval), "--run-dir", str(run_dir),
                 "--no-progress"]

@@ -48,7 +48,7 @@ ENV = {"PYTHONPATH": f"{BENCH}:{ROOT}", "OWTRAIN_LOG": "INFO", "OWTRAIN_JOB_SECR
 
 def start_ps(folder: Path, name: str, extra: list[str], port: int | None = None) -> tuple[ServiceProcess, int]:
     port = port or free_port()
-    argv = [PYTHON, "-m", "owtrain.cli", "ps", "--model", "lenet5", "--host", "127.0.0.1", "--port", str(port),
+    argv = [PYTHON, "-m", "commands", "ps", "--model", "lenet5", "--host", "127.0.0.1", "--port", str(port),
             "--job", JOB, "--strategy", "async", "--lr", "1e-6", "--worker-rate", "0", "--global-rate", "0",
             "--checkpoint-dir", str(folder / name), "--checkpoint-interval", "3600", *extra]
     proc = ServiceProcess(argv, folder / f"{name}.log", env=ENV)

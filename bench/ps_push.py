@@ -80,7 +80,7 @@ def start_servers(model: str, folder: Path, ps_args: list[str]) -> dict[str, tup
     env = {"PYTHONPATH": f"{BENCH}:{ROOT}", "OWTRAIN_LOG": "WARNING", "OWTRAIN_JOB_SECRET": SECRET}
     servers: dict[str, tuple[ServiceProcess, int]] = {}
     port = free_port()
-    argv = [PYTHON, "-m", "owtrain.cli", "ps", "--model", model, "--host", "127.0.0.1", "--port", str(port),
+    argv = [PYTHON, "-m", "commands", "ps", "--model", model, "--host", "127.0.0.1", "--port", str(port),
             "--job", JOB, "--strategy", "async", "--lr", "1e-6", "--worker-rate", "0", "--global-rate", "0",
             "--checkpoint-dir", str(folder / f"ckpt-{port}"), *ps_args]
     servers["ps"] = (ServiceProcess(argv, folder / f"ps-{port}.log", env=env), port)

@@ -118,7 +118,7 @@ class Server:
     def __init__(self, repo: Path, batching: str, slo_ms: float, cache: int, log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1/models/mnist:predict"
-        argv = [PYTHON, "-m", "owtrain.cli", "serve", "--repository", str(repo), "--port", str(self.port),
+        argv = [PYTHON, "-m", "commands", "serve", "--repository", str(repo), "--port", str(self.port),
                 "--batching", batching, "--slo-ms", str(slo_ms), "--cache-size", str(cache), "--anon-rate", "0",
                 "--max-queue", "4096", "--max-wait-ms", "2", "--poll-s", "0", "--threads", "1"]
         if batching == "bare":
@@ -161,7 +161,7 @@ def action_latency(repo: Path, tmp: Path, warm_n: int) -> dict:
     from wsk.invoker.local import LocalInvoker
 
     params = {"instances": [np.zeros((28, 28), dtype=np.uint8).tolist()], "__ow_path": "/mnist"}
-    argv = (PYTHON, "-m", "owtrain.cli", "action", "serve", "--port", "{port}", "--entry", "serving.action:main")
+    argv = (PYTHON, "-m", "commands", "action", "serve", "--port", "{port}", "--entry", "serving.action:main")
     cold, warm, inside = [], [], []
     for rep in range(2):
         invoker = LocalInvoker(LocalInvokerConfig(db_path=tmp / f"act{rep}.db", action_argv=argv),

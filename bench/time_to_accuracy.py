@@ -271,7 +271,7 @@ def run_baseline(kind: str, configs: list[dict], args: argparse.Namespace, prune
 def run_owtrain(args: argparse.Namespace, data_dir: Path | None = None) -> dict:
     """`owtrain local` with its defaults; times from its report and driver records."""
     run_dir = ROOT / "runs" / f"bench-tta-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # gitignored
-    argv = [sys.executable, "-m", "owtrain.cli", "local", "--target-accuracy", str(args.target),
+    argv = [sys.executable, "-m", "commands", "local", "--target-accuracy", str(args.target),
             "--run-dir", str(run_dir), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if data_dir is not None:

@@ -55,7 +55,7 @@ def add_invoker_options(parser: argparse.ArgumentParser) -> None:
                         "cells (default 0; `owtrain local` pre-warms one per worker)")
     g.add_argument("--action-command", default=None,
                    help="local invoker: command that starts one container, '{port}' is replaced "
-                        "(default: this Python running 'owtrain.cli action serve --port {port}')")
+                        "(default: this Python running 'commands action serve --port {port}')")
     g.add_argument("--apihost", default=None, help="openwhisk: API host (default $WSK_APIHOST or ~/.wskprops APIHOST)")
     g.add_argument("--auth", default=None, help="openwhisk: UUID:KEY (default $WSK_AUTH or ~/.wskprops AUTH)")
     g.add_argument("--namespace", default=None, help="openwhisk: namespace (default ~/.wskprops NAMESPACE or _)")

@@ -132,7 +132,7 @@ class LocalInvokerConfig:
     per_minute: int = DEFAULT_PER_MINUTE
     rate_window_s: float = 60.0
     # The interpreter running owtrain starts the containers: no reliance on PATH or an active venv.
-    action_argv: tuple[str, ...] = (sys.executable, "-m", "owtrain.cli", "action", "serve", "--port", "{port}")
+    action_argv: tuple[str, ...] = (sys.executable, "-m", "commands", "action", "serve", "--port", "{port}")
     start_timeout_s: float = 60.0
     payload_limit: int = 1024 * 1024
     log_limit: int = 10 * 1024 * 1024

@@ -58,7 +58,7 @@ def cpu_s(pid: int) -> float:
 def start_ps(folder: Path, model: str) -> tuple[ServiceProcess, str]:
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    argv = [PYTHON, "-m", "owtrain.cli", "ps", "--model", model, "--port", str(port), "--job", JOB,
+    argv = [PYTHON, "-m", "commands", "ps", "--model", model, "--port", str(port), "--job", JOB,
             "--worker-rate", "0", "--global-rate", "0", "--lr", "1e-6", "--checkpoint-dir", str(folder / "ckpt"),
             "--checkpoint-every", "0", "--checkpoint-interval", "3600", "--keep-versions", "4"]
     proc = ServiceProcess(argv, folder / f"ps-{model}.log", env={"OWTRAIN_JOB_SECRET": SECRET, "OWTRAIN_LOG": "WARNING"})
@@ -182,7 +182,7 @@ def cold_start(folder: Path, repeat: int = 3) -> dict[str, float]:
     for _ in range(repeat):
         port = free_port()
         t0 = time.monotonic()
-        proc = ServiceProcess([PYTHON, "-m", "owtrain.cli", "action", "serve", "--port", str(port)],
+        proc = ServiceProcess([PYTHON, "-m", "commands", "action", "serve", "--port", str(port)],
                               folder / f"action-{port}.log")
         try:
             wait_http(f"http://127.0.0.1:{port}/", timeout=120, proc=proc.proc)

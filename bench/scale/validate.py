@@ -43,7 +43,7 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 def run_local(run_dir: Path, workers: int, limit: int, epochs: int, model: str, batch: int, interval: int,
               budget: float) -> float:
     """`owtrain local` as a user runs it; returns its wall time."""
-    argv = [PYTHON, "-m", "owtrain.cli", "local", "--dataset", "fashion-mnist", "--model", model,
+    argv = [PYTHON, "-m", "commands", "local", "--dataset", "fashion-mnist", "--model", model,
             "--workers", str(workers), "--limit", str(limit), "--max-epochs", str(epochs), "--target-accuracy", "0",
             "--batch-size", str(batch), "--update-interval", str(interval), "--time-budget", str(budget),
             "--eval-interval", "60", "--run-dir", str(run_dir), "--no-progress", "--action-memory-mb", "1024"]

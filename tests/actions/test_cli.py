@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from owtrain.cli import build_parser
+from commands.main import build_parser
 from tests.fixtures.common import PYTHON, ROOT
 
 OWTRAIN = str(Path(PYTHON).parent / "owtrain")

@@ -12,8 +12,8 @@ import math
 import pytest
 import requests
 
+from localrun.report import PHASES_PNG, RunRecord, write_report
 from owtrain.phases import PHASES, sum_phases
-from owtrain.report import PHASES_PNG, RunRecord, write_report
 from tests.actions.helpers import action_params, open_bucket, upload_shard
 from wsk.sqlite import connect
 from wsk.state import DriverState

@@ -24,7 +24,7 @@ def owtrain(*args: str, swift=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OWTRAIN_S3_ACCESS_KEY": "", "OWTRAIN_S3_SECRET_KEY": ""}
     if swift is not None:
         env.update(OWTRAIN_S3_ACCESS_KEY=swift.access_key, OWTRAIN_S3_SECRET_KEY=swift.secret_key)
-    return subprocess.run([PYTHON, "-m", "owtrain.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([PYTHON, "-m", "commands", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_round_trip_gives_back_the_original_images(swift_s3, data_dir, tmp_path):

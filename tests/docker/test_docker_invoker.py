@@ -55,7 +55,7 @@ def test_too_small_a_limit_is_out_of_memory_and_the_driver_retries(docker_engine
     write_json(shards, presign_all(store, timedelta(minutes=30)))
     db, state = tmp_path / "activations.db", tmp_path / "state.db"
     done = subprocess.run(
-        [PYTHON, "-m", "owtrain.cli", "train", "--shards", str(shards), "--ps", ps.url, "--job", ps.job, "--secret",
+        [PYTHON, "-m", "commands", "train", "--shards", str(shards), "--ps", ps.url, "--job", ps.job, "--secret",
          ps.secret, "--workers", "1", "--invoker", "docker", "--image", docker_engine.image, "--memory-mb", "128",
          "--max-retries", "1", "--activations-db", str(db), "--state", str(state)],
         cwd=ROOT, env=docker_engine.env, capture_output=True, text=True, timeout=300)

@@ -15,7 +15,7 @@ def test_local_job_in_containers_reaches_its_target(docker_engine, tmp_path):
     run_dir = tmp_path / "run"
     since = int(time.time()) - 1
     done = subprocess.run(
-        [PYTHON, "-m", "owtrain.cli", "local", "--run-dir", str(run_dir), "--no-progress", "--eval-interval", "1",
+        [PYTHON, "-m", "commands", "local", "--run-dir", str(run_dir), "--no-progress", "--eval-interval", "1",
          "--invoker", "docker", "--image", docker_engine.image, "--limit", "2000", "--target-accuracy", "0.8",
          "--max-epochs", "6"],
         cwd=ROOT, env={**docker_engine.env, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True, timeout=900)

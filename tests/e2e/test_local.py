@@ -26,7 +26,7 @@ from tests.fixtures.common import PYTHON, ROOT, live_processes
 
 pytestmark = pytest.mark.slow
 
-OWTRAIN = [PYTHON, "-m", "owtrain.cli"]
+OWTRAIN = [PYTHON, "-m", "commands"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 ACCURACY_LINE = re.compile(r"^final validation accuracy: ([0-9.]+)$", re.M)
 TEST_LINE = re.compile(r"^final test accuracy: ([0-9.]+) \(the saved model", re.M)

@@ -11,7 +11,7 @@ import requests
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dataset_packer.shard import ShardInfo, read_shard, write_shard
-from owtrain.trackers import write_test_scalars
+from localrun.trackers import write_test_scalars
 from param_server.evaluator import evaluate
 from param_server.tensorboard_log import TensorBoardLog
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port

@@ -37,7 +37,7 @@ from wsk.state import DriverState
 
 pytestmark = pytest.mark.slow
 
-OWTRAIN = [PYTHON, "-m", "owtrain.cli"]
+OWTRAIN = [PYTHON, "-m", "commands"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 # Small, but long enough (several activations per chain) that a kill lands mid-job.
 LOCAL_FLAGS = ["--no-progress", "--limit", "6000", "--max-epochs", "2", "--target-accuracy", "0",

@@ -19,7 +19,7 @@ class ServeProcess:
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        argv = [PYTHON, "-m", "owtrain.cli", "serve", "--port", str(self.port), *args]
+        argv = [PYTHON, "-m", "commands", "serve", "--port", str(self.port), *args]
         self.service = ServiceProcess(argv, log_path, env=env)
         wait_http(self.url + "/healthz", timeout=60, proc=self.service.proc)
 

@@ -24,7 +24,7 @@ R = "{repo}"
 ], ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else None)
 def test_usage_errors(tmp_path, args, message):
     publish_seeded(tmp_path / "repo", 1)
-    argv = [PYTHON, "-m", "owtrain.cli", "serve", *(str(tmp_path / "repo") if a == R else a for a in args)]
+    argv = [PYTHON, "-m", "commands", "serve", *(str(tmp_path / "repo") if a == R else a for a in args)]
     out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert message in out.stderr and "Traceback" not in out.stderr, out.stderr

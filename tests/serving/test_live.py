@@ -20,7 +20,7 @@ SECRET = "serving-secret"
 
 
 def labels_cli(*args: str) -> dict:
-    out = subprocess.run([PYTHON, "-m", "owtrain.cli", "serve", *args], cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([PYTHON, "-m", "commands", "serve", *args], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)

@@ -35,7 +35,7 @@ def test_serve_an_s3_repository_and_follow_it(swift_s3, serve_process):
     assert repo.publish("mnist", "lenet5", seeded_state(2), MNIST) == 2
     server.wait_for(lambda s: len(s["model_version_status"]) == 2, "mnist")
     assert server.predict("mnist", {"instances": images.tolist()}).json()["version"] == 2
-    out = subprocess.run([PYTHON, "-m", "owtrain.cli", "serve", "canary", *where, "--model", "mnist",
+    out = subprocess.run([PYTHON, "-m", "commands", "serve", "canary", *where, "--model", "mnist",
                           "--version", "1", "--percent", "100"], cwd=ROOT, env={**os.environ, **env},
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -49,7 +49,7 @@ def test_publish_copies_a_run_version_into_an_s3_repository(swift_s3, tmp_path):
     bucket = f"copy{uuid.uuid4().hex[:8]}"
     target = Repository(S3Storage(swift_store(swift_s3, bucket), bucket, "shared"))
     env = {**os.environ, "OWTRAIN_S3_ACCESS_KEY": swift_s3.access_key, "OWTRAIN_S3_SECRET_KEY": swift_s3.secret_key}
-    out = subprocess.run([PYTHON, "-m", "owtrain.cli", "serve", "publish", "--run-dir", str(tmp_path / "run"),
+    out = subprocess.run([PYTHON, "-m", "commands", "serve", "publish", "--run-dir", str(tmp_path / "run"),
                           "--model", "mnist", "--to", f"s3://{bucket}/shared", "--s3-endpoint", swift_s3.endpoint],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

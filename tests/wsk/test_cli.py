@@ -17,7 +17,7 @@ from wsk.config import DriverConfig, WskConfig
 
 
 def owtrain(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "owtrain.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([PYTHON, "-m", "commands", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=60)
 
 

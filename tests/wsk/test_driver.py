@@ -165,7 +165,7 @@ def test_a_killed_driver_resumes_without_repeating_or_skipping(fake_controller, 
     fake_controller.impl = lambda p: fake_train(p, delay=0.15)
     OpenWhiskClient(WskConfig(apihost=fake_controller.url, auth=fake_controller.auth)).put_action("dist-train", "i:1")
     shards = write_shard_list(tmp_path / "shards.json", 3)
-    argv = [PYTHON, "-m", "owtrain.cli", "train", "--shards", str(shards), "--ps", "http://ps:1", "--job", "job1",
+    argv = [PYTHON, "-m", "commands", "train", "--shards", str(shards), "--ps", "http://ps:1", "--job", "job1",
             "--workers", "3", "--epochs", "3", "--invoker", "openwhisk", "--state", str(tmp_path / "state.db"),
             "--no-progress"]
     env = {"WSK_CONFIG_FILE": str(wskprops), "OWTRAIN_JOB_SECRET": SECRET}
@@ -197,8 +197,8 @@ def test_a_killed_driver_resumes_without_repeating_or_skipping(fake_controller, 
 
 def test_sigkill_of_a_local_driver_kills_its_containers_and_a_restart_retries(tmp_path):
     shards = write_shard_list(tmp_path / "shards.json", 1)
-    command = f"{PYTHON} -m owtrain.cli action serve --port {{port}} --entry tests.wsk.entries:main"
-    argv = [PYTHON, "-m", "owtrain.cli", "train", "--shards", str(shards), "--ps", "http://ps:1", "--job", "j",
+    command = f"{PYTHON} -m commands action serve --port {{port}} --entry tests.wsk.entries:main"
+    argv = [PYTHON, "-m", "commands", "train", "--shards", str(shards), "--ps", "http://ps:1", "--job", "j",
             "--invoker", "local", "--action-command", command, "--activations-db", str(tmp_path / "a.db"),
             "--state", str(tmp_path / "s.db"), "--no-progress", "-p", "do", "sleep", "-p", "s", "3"]
     env = {"OWTRAIN_JOB_SECRET": SECRET}

@@ -42,7 +42,7 @@ def test_inputs_bind_no_zero_values_and_nothing_the_action_rejects():
 
 
 def test_training_defaults_are_owtrain_locals():
-    from owtrain.local_config import LocalConfig
+    from localrun.config import LocalConfig
 
     inputs = load()["packages"]["default"]["actions"][c.DEFAULT_ACTION]["inputs"]
     training = dict(LocalConfig(run_dir=ROOT, job="j").action_params())

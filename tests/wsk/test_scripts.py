@@ -88,7 +88,7 @@ def test_deploy_refuses_latest_or_untagged_images(image, fake_wsk):
 
 
 def test_fanout_invokes_each_train_shard_with_bounded_parallelism_and_no_secret_in_argv(fake_wsk, tmp_path):
-    from owtrain.local_config import LocalConfig
+    from localrun.config import LocalConfig
     from tests.fixtures.common import live_processes
 
     env, log = fake_wsk

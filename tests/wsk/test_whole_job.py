@@ -24,7 +24,7 @@ TRAINING = ["-p", "batch_sz_train", "32", "-p", "update_intv", "2", "-p", "time_
 
 
 def owtrain(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "owtrain.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([PYTHON, "-m", "commands", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
 
 

@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from owtrain.trackers import EXPERIMENT, check_mlflow, log_mlflow, write_test_scalars
+from localrun.trackers import EXPERIMENT, check_mlflow, log_mlflow, write_test_scalars
 
 
 def test_test_accuracy_lands_next_to_the_servers_scalars(tmp_path):

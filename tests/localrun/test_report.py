@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from dataset_packer.shard import ShardInfo, read_shard, write_shard
+from localrun.report import Point, RunRecord, eval_point, train_points, write_report
 from owtrain.models import build_model
-from owtrain.report import Point, RunRecord, eval_point, train_points, write_report
 from param_server.evaluator import evaluate
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from owtrain.cli import build_parser
+from commands.main import build_parser
+from localrun.cli import config_from_args
+from localrun.config import MODE_DEFAULTS, LocalConfig, mode_settings
 from owtrain.errors import ConfigError
-from owtrain.local_cli import config_from_args
-from owtrain.local_config import MODE_DEFAULTS, LocalConfig, mode_settings
 
 
 def _config(tmp_path, *flags: str) -> LocalConfig:

@@ -22,7 +22,7 @@ PROVIDERS = (
     "dataset_packer.cli",
     "actions.cli",
     "wsk.cli",
-    "owtrain.local_cli",
+    "localrun.cli",
     "serving.cli",
 )
 

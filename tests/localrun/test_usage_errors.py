@@ -31,7 +31,7 @@ def children_cpu() -> float:
 def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> tuple[int, str, str, float]:
     """(exit status, stdout, stderr, CPU seconds of the child) of `owtrain ARGS...`."""
     before = children_cpu()
-    done = subprocess.run([PYTHON, "-m", "owtrain.cli", *args], cwd=ROOT, input=stdin, capture_output=True,
+    done = subprocess.run([PYTHON, "-m", "commands", *args], cwd=ROOT, input=stdin, capture_output=True,
                           text=True, timeout=120, env={**os.environ, **(env or {})})
     return done.returncode, done.stdout, done.stderr, children_cpu() - before
 
@@ -113,7 +113,7 @@ def test_registry_usage_error_fails_before_any_work(args, expected, tmp_path, re
 def test_cli_help_does_not_import_torch():
     """Every usage error above depends on it: `owtrain` builds its parser without torch."""
     probe = ("import sys, runpy; sys.argv = ['owtrain', '--help']\n"
-             "try:\n    runpy.run_module('owtrain.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "try:\n    runpy.run_module('commands', run_name='__main__')\nexcept SystemExit:\n    pass\n"
              "print('torch' in sys.modules, file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.stderr.strip().splitlines()[-1] == "False", done.stderr

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from localrun.config import LocalConfig
 from owtrain.errors import ConfigError
-from owtrain.local_config import LocalConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ MAX_PARAM_CHARS = 500  # MLflow's limit on a param value; longer ones are cut, n
 def record_trackers(cfg: LocalConfig, report: Mapping[str, Any]) -> None:
     """After the report of a run: its test evaluation next to the server's TensorBoard files and,
     with `--mlflow-uri`, the MLflow run. A tracker that fails is logged; the run folder has it all."""
-    from owtrain.local_services import TENSORBOARD_DIR
+    from localrun.services import TENSORBOARD_DIR
 
     if cfg.tensorboard and report.get("test"):
         write_test_scalars(cfg.run_dir / TENSORBOARD_DIR, report["test"])

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from owtrain.report import Point
+from localrun.report import Point
 
 SESSIONS_FILE = "sessions.json"
 

@@ -22,9 +22,9 @@ from typing import IO, Any
 import requests
 
 from dataset_packer.config import StoreConfig
+from localrun.config import LocalConfig
 from owtrain import supervised
 from owtrain.errors import ConfigError, ServerUnavailable
-from owtrain.local_config import LocalConfig
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path,
         log.warning("no validation shard (--val-size 0): the target and the kept model are chosen on the test set, "
                     "so the test accuracy printed at the end is optimistic")
         val_shard = next(shards_dir.glob("*-test.tar.gz"))
-    argv = [sys.executable, "-m", "owtrain.cli", "ps", "--job", cfg.job, "--secret-file", str(secret_file),
+    argv = [sys.executable, "-m", "commands", "ps", "--job", cfg.job, "--secret-file", str(secret_file),
             "--model", cfg.model, "--seed", str(cfg.seed), "--host", cfg.bind_host, "--port", str(cfg.ps_port),
             "--strategy", cfg.strategy, "--eval-shard", str(val_shard),
             "--static-dashboard", str(cfg.run_dir / STATIC_DASHBOARD), "--max-epochs", str(cfg.max_epochs),

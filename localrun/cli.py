@@ -1,7 +1,7 @@
 """`owtrain local`: train end to end on this machine (or against a real OpenWhisk and S3).
 
 The command only turns flags into a `LocalConfig` and prints the outcome; the pipeline itself is
-`owtrain.local_run.run_local`, which reads top to bottom.
+`localrun.run.run_local`, which reads top to bottom.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from owtrain.errors import ConfigError
-from owtrain.local_config import (
+from localrun.config import (
     CONFIG_FILE,
     DEFAULT_BATCH,
     DEFAULT_MODE,
@@ -27,9 +26,10 @@ from owtrain.local_config import (
     S3Settings,
     mode_settings,
 )
+from owtrain.errors import ConfigError
 
 if TYPE_CHECKING:
-    from owtrain.local_run import Outcome
+    from localrun.run import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +174,8 @@ EXIT_INTERRUPTED = 130   # Ctrl-C (SIGINT): checkpointed and stopped; `--resume`
 def cmd_local(args: argparse.Namespace) -> int:
     """Check every option, run, print the outcome and end with one sentence that says how the run
     ended; returns one of the EXIT_* statuses above."""
+    from localrun.config import check_components
     from owtrain.errors import OwtrainError
-    from owtrain.local_config import check_components
 
     try:
         cfg = config_from_args(args)
@@ -188,7 +188,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         return usage_error(exc)
     import torch
 
-    from owtrain.local_run import run_local
+    from localrun.run import run_local
 
     torch.set_num_threads(1)
     print(f"run folder: {cfg.run_dir}", flush=True)

@@ -33,11 +33,12 @@ import requests
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dataset_packer.config import StoreConfig, default_data_dir
-from owtrain.errors import ConfigError, OwtrainError
-from owtrain.local_config import LocalConfig
-from owtrain.local_progress import EpochBars
-from owtrain.local_reconcile import check_records_agree
-from owtrain.local_services import (
+from localrun.config import LocalConfig
+from localrun.progress import EpochBars
+from localrun.reconcile import check_records_agree
+from localrun.report import Point, RunRecord, eval_point, train_points, write_report
+from localrun.run_lock import RunLock
+from localrun.services import (
     STATIC_DASHBOARD,
     LocalBridge,
     check_port_free,
@@ -46,11 +47,10 @@ from owtrain.local_services import (
     start_invoker,
     start_ps,
 )
-from owtrain.local_sessions import Session, record_session
+from localrun.sessions import Session, record_session
+from localrun.trackers import record_trackers
+from owtrain.errors import ConfigError, OwtrainError
 from owtrain.ps_client import PSClient
-from owtrain.report import Point, RunRecord, eval_point, train_points, write_report
-from owtrain.run_lock import RunLock
-from owtrain.trackers import record_trackers
 from param_server.dashboard import write_static
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class Outcome:
 def run_local(cfg: LocalConfig) -> Outcome:
     """Train end to end as described in the module docstring; KeyboardInterrupt ends it cleanly.
 
-    The run folder's lock (`owtrain.run_lock`) is held throughout: a second session on the same
+    The run folder's lock (`localrun.run_lock`) is held throughout: a second session on the same
     folder, or one that finds an earlier session's processes or another process on the server's
     port, is refused with ConfigError before any work starts.
     """
@@ -244,7 +244,7 @@ def object_store(cfg: LocalConfig) -> Iterator[StoreConfig]:
         yield StoreConfig(endpoint=cfg.s3.endpoint, bucket=cfg.s3.bucket, access_key=cfg.s3.access_key,
                           secret_key=cfg.s3.secret_key, region=cfg.s3.region)
         return
-    from owtrain.embedded_s3 import embedded_s3
+    from localrun.embedded_s3 import embedded_s3
 
     with embedded_s3(free_port(cfg.bind_host), f"owtrain-{cfg.job}", cfg.bind_host, cfg.advertise_host) as store:
         yield store

@@ -92,7 +92,7 @@ class LocalConfig:
     eval_interval_s: float = 2.0
     val_size: int | None = None  # training samples held out for validation (None: min(5000, N/12); 0: none)
     tensorboard: bool = True  # TensorBoard event files in RUN_DIR/tensorboard
-    mlflow_uri: str | None = None  # also record the run at this MLflow tracking URI (owtrain/trackers.py)
+    mlflow_uri: str | None = None  # also record the run at this MLflow tracking URI (localrun/trackers.py)
     s3: S3Settings | None = None
     openwhisk: bool = False
     invoker: str = "local"  # or "docker": every activation in a container of `image`
@@ -122,7 +122,7 @@ class LocalConfig:
         if self.val_size is not None and self.val_size < 0:
             raise ConfigError(f"--val-size must be 0 or more, got {self.val_size}")
         if self.mlflow_uri is not None:
-            from owtrain.trackers import check_mlflow
+            from localrun.trackers import check_mlflow
 
             check_mlflow()
         if self.invoker not in ("local", "docker"):

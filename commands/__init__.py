@@ -1,0 +1,1 @@
+"""The `owtrain` command line: the top floor, which collects each part's sub-commands."""

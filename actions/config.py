@@ -18,7 +18,7 @@ from actions.cursor import Cursor
 from dataset_packer.config import DEFAULT_MAX_SHARD_BYTES
 from owtrain.compression import make_compressor
 from owtrain.errors import BadRequest, ConfigError
-from owtrain.ps_shards import parse_urls
+from owtrain.ps_urls import parse_urls
 
 MODES = ("grad", "delta")
 OPTIMIZERS = ("sgd", "adam")

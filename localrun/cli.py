@@ -101,6 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a("--image", default=None, help="the action image of --invoker docker, with an explicit tag "
                                     "(scripts/build-image.sh --offline TAG builds one)")
     a("--action", default="dist-train", help="name of the action to invoke")
+    a("--ps-shards", type=int, default=_default("ps_shards"),
+      help="split the model over this many parameter-server processes (shards, on consecutive ports; "
+           "docs/param_server.md, Sharding)")
     a("--bind-host", default="127.0.0.1", help="address the parameter server and embedded S3 listen on")
     a("--advertise-host", default="127.0.0.1",
       help="host name the actions use to reach the parameter server and the embedded S3")
@@ -158,7 +161,7 @@ def config_from_args(args: argparse.Namespace) -> LocalConfig:
         action_memory_mb=args.action_memory_mb, limit=args.limit, seed=args.seed,
         eval_interval_s=args.eval_interval, val_size=args.val_size, tensorboard=not args.no_tensorboard,
         mlflow_uri=args.mlflow_uri, s3=s3, openwhisk=args.openwhisk, invoker=args.invoker,
-        image=args.image, action=args.action,
+        image=args.image, action=args.action, ps_shards=args.ps_shards,
         bind_host=args.bind_host, advertise_host=args.advertise_host, progress=not args.no_progress,
     )
 

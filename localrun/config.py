@@ -19,6 +19,7 @@ CONFIG_FILE = "config.json"
 
 DEFAULT_MODE = "delta"
 DEFAULT_BATCH = 64
+MAX_PS_SHARDS = 16  # `owtrain local --ps-shards`: server processes on one machine
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ class LocalConfig:
     action: str = "dist-train"
     bind_host: str = "127.0.0.1"
     advertise_host: str = "127.0.0.1"
-    ps_port: int = 0
+    ps_port: int = 0  # shard i of a sharded server listens on ps_port + i
+    ps_shards: int = 1  # parameter-server shards, each its own `owtrain ps --shard I/S` (docs/param_server.md)
     checkpoint_every: int = 20
     keep_versions: int = 500
     action_timeout_ms: int = 60_000
@@ -110,6 +112,9 @@ class LocalConfig:
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1")
+        if not 1 <= self.ps_shards <= MAX_PS_SHARDS:
+            raise ConfigError(f"--ps-shards must be in 1..{MAX_PS_SHARDS} (one server process each), "
+                              f"got {self.ps_shards}")
         if self.max_epochs < 1:
             raise ConfigError("--max-epochs must be at least 1")
         if self.target_accuracy is not None and not 0.0 < self.target_accuracy <= 1.0:

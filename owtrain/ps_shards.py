@@ -25,8 +25,9 @@ from typing import Any, TypeVar
 import torch
 
 from owtrain.codec import Spec, validate_tensors
-from owtrain.errors import ConfigError, JobClosed, OwtrainError, StaleUpdate
+from owtrain.errors import JobClosed, OwtrainError, StaleUpdate
 from owtrain.ps_client import DEFAULT_POLICY, PSClient
+from owtrain.ps_urls import parse_urls
 from owtrain.retry import RetryPolicy
 from owtrain.shard_plan import ShardPlan, check_published, make_plan, published_spec
 
@@ -34,19 +35,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Tensors = dict[str, torch.Tensor]
 Versions = tuple[int, ...]
-
-
-def parse_urls(value: str | Sequence[str]) -> tuple[str, ...]:
-    """Shard URLs in shard order from a list or a comma-separated string; one URL is S = 1."""
-    if not isinstance(value, str | list | tuple):
-        raise ConfigError(f"parameter-server URLs must be a string or a list of strings, got {value!r}")
-    items = value.split(",") if isinstance(value, str) else list(value)
-    urls = tuple(u.strip().rstrip("/") for u in items if isinstance(u, str) and u.strip())
-    if not urls or len(urls) != len(items):
-        raise ConfigError(f"parameter-server URLs must be non-empty strings (shard 0 first), got {value!r}")
-    if len(set(urls)) != len(urls):
-        raise ConfigError(f"a parameter-server shard URL is listed twice: {value!r}")
-    return urls
 
 
 def job_version(versions: Sequence[int]) -> int:
@@ -165,12 +153,20 @@ class ShardSet:
         self.clients[0].report_phases(worker, phases, wall_s)
 
     def accuracy(self) -> dict[str, Any]:
-        """Shard 0's evaluation of the whole model (it evaluates the assembled parameters)."""
-        return self.clients[0].accuracy()
+        """Shard 0's evaluation of the whole model (it evaluates the assembled parameters), with
+        `version` the job's version (so `evaluated_version == version` means the newest was scored)."""
+        answer = self.clients[0].accuracy()
+        if self.shards > 1:
+            answer["version"] = job_version(self.versions())
+        return answer
 
-    def status(self) -> list[dict[str, Any]]:
-        """Every shard's `/status`, in shard order."""
-        return self._each(lambda c: c.status())
+    def status(self) -> dict[str, Any]:
+        """Shard 0's `/status` (workers, samples and updates are counted alike by every shard, since
+        every push goes to every shard), with `version` the job's, `versions` the vector and `shards`
+        every shard's own `/status` in shard order."""
+        every = self._each(lambda c: c.status())
+        versions = [int(s["version"]) for s in every]
+        return {**every[0], "version": job_version(versions), "versions": versions, "shards": every}
 
     def admin(self, action: str, body: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """`POST /admin/<action>` on every shard (close, stop, checkpoint); their answers in shard order."""

@@ -18,7 +18,8 @@ import torch
 
 from owtrain.codec import validate_tensors
 from owtrain.ps_client import PSClient
-from owtrain.ps_shards import job_version, parse_urls
+from owtrain.ps_shards import job_version
+from owtrain.ps_urls import parse_urls
 from owtrain.retry import RetryPolicy
 from owtrain.shard_plan import check_published
 from param_server.auth import ADMIN, mint_token

@@ -183,7 +183,7 @@ def _config(args: argparse.Namespace) -> PSConfig:
     shard, shards = _shard(args.shard)
     urls: tuple[str, ...] = ()
     if args.shard_urls:
-        from owtrain.ps_shards import parse_urls
+        from owtrain.ps_urls import parse_urls
 
         urls = parse_urls(args.shard_urls)
         if len(urls) != shards:

@@ -131,7 +131,7 @@ def driver_config(args: argparse.Namespace) -> c.DriverConfig:
     secret = args.secret or os.environ.get("OWTRAIN_JOB_SECRET")
     if not secret:
         raise ConfigError("no job secret: pass --secret or set OWTRAIN_JOB_SECRET (the parameter server's)")
-    from owtrain.ps_shards import parse_urls
+    from owtrain.ps_urls import parse_urls
 
     return c.DriverConfig(job=args.job, ps_url=",".join(parse_urls(args.ps)), secret=secret, action=args.action,
                           workers=args.workers, epochs=args.epochs, target_accuracy=args.target_accuracy,

@@ -134,7 +134,7 @@ def test_the_parameter_server_keeps_journal_and_checkpoints_on_per_pod_volumes()
 def test_two_shards_render_two_pods_that_each_serve_their_own_shard() -> None:
     """With OWTRAIN_PS_SHARDS=2 each pod's `--shard` is its ordinal (the pod-index label) of 2, every
     URL names a pod of the headless Service, and the bridge is given the same URLs."""
-    from owtrain.ps_shards import parse_urls
+    from owtrain.ps_urls import parse_urls
     from param_server.cli import _shard
 
     urls = ",".join(f"http://owtrain-ps-{i}.owtrain-ps.owtrain.svc.cluster.local:8090" for i in range(2))

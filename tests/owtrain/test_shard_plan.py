@@ -7,7 +7,7 @@ import torch
 
 from owtrain.errors import ConfigError
 from owtrain.models import build_model, param_spec
-from owtrain.ps_shards import parse_urls
+from owtrain.ps_urls import parse_urls
 from owtrain.shard_plan import PIECES_PER_SHARD, ShardPlanMismatch, check_published, make_plan
 
 

@@ -140,5 +140,6 @@ def test_sigkill_of_one_shard_loses_no_acknowledged_update_and_leaves_the_other_
         assert torch.allclose(whole[name], expected[name], atol=1e-6, rtol=0), name
     status = client.status()
     assert shards[0].proc.pid == survivor_pid and shards[0].proc.proc.poll() is None
-    assert status[0]["replayed"] == 0, "the surviving shard was not restarted"
-    assert status[1]["replayed"] >= 10, "the killed shard recovered its acknowledged updates from its journal"
+    assert status["versions"] == [24, 24] and status["version"] == 24
+    assert status["shards"][0]["replayed"] == 0, "the surviving shard was not restarted"
+    assert status["shards"][1]["replayed"] >= 10, "the killed shard recovered its acknowledged updates from its journal"

@@ -6,9 +6,11 @@ Three `owtrain ps` processes run side by side for ResNet-18 (`--model resnet18`,
 the journal and checkpoints are on unless `--ps-args` says otherwise). The external load generator
 of bench/loadgen.py (one process per client, one keep-alive connection each, closed loop) drives
 them in turn, interleaved, `--repeats` times: W workers pushing whole 45 MB gradients to the plain
-server, then W workers pushing to the two shards, a worker being one connection per shard that
-sends that shard's slice (cut by owtrain.shard_plan, as the action cuts it), every push with its
-own sequence number so each is applied. Both shards are measured over the same window.
+server; the plain server again with 2W connections (the baseline given as many requests in flight
+as the sharded cell has, so that the gain is not merely more concurrency); then W workers pushing to
+the two shards, a worker being one connection per shard that sends that shard's slice (cut by
+owtrain.shard_plan, as the action cuts it). Every push has its own sequence number, so each is
+applied. Both shards are measured over the same window.
 
 The figure compared is whole-model pushes per second: for S = 1 the pushes/s, for S = 2 the bytes
 per second both shards took together divided by the model's 45 MB (the slower shard's rate is
@@ -64,7 +66,7 @@ def push_body(tensors: dict[str, torch.Tensor], path: Path) -> tuple[Path, int]:
 def start_server(folder: Path, shard: str, ps_args: list[str]) -> tuple[ServiceProcess, int]:
     env = {"OWTRAIN_LOG": "WARNING", "OWTRAIN_JOB_SECRET": SECRET}
     port = free_port()
-    argv = [PYTHON, "-m", "owtrain.cli", "ps", "--model", MODEL, "--host", "127.0.0.1", "--port", str(port),
+    argv = [PYTHON, "-m", "commands", "ps", "--model", MODEL, "--host", "127.0.0.1", "--port", str(port),
             "--job", JOB, "--strategy", "async", "--lr", "1e-6", "--worker-rate", "0", "--global-rate", "0",
             "--shard", shard, "--checkpoint-dir", str(folder / f"ckpt-{port}"), *ps_args]
     proc = ServiceProcess(argv, folder / f"ps-{port}.log", env=env)
@@ -127,16 +129,18 @@ def main() -> None:
         try:
             servers[1] = [start_server(folder, "0/1", ps_args)]
             servers[2] = [start_server(folder, "0/2", ps_args), start_server(folder, "1/2", ps_args)]
+            cells = ((1, whole, args.workers), (1, whole, 2 * args.workers), (2, sliced, args.workers))
             for repeat in range(args.repeats):
-                for shards, bodies in ((1, whole), (2, sliced)):  # interleaved: 1 shard, 2 shards, again
-                    outs = drive(servers[shards], bodies, args.workers, args.seconds, f"r{repeat}-s{shards}")
+                for shards, bodies, conns in cells:  # interleaved: 1 shard, 1 shard 2W, 2 shards, again
+                    outs = drive(servers[shards], bodies, conns, args.seconds, f"r{repeat}-s{shards}-c{conns}")
                     model_per_s = sum(o["mb_s"] for o in outs) * 1e6 / model_bytes
                     slowest = min(o["per_s"] for o in outs)
-                    run = {"shards": shards, "repeat": repeat, "model_pushes_per_s": model_per_s,
-                           "slowest_shard_per_s": slowest, "loadavg_1m": os.getloadavg()[0], "per_shard": outs}
+                    run = {"shards": shards, "connections_per_shard": conns, "repeat": repeat,
+                           "model_pushes_per_s": model_per_s, "slowest_shard_per_s": slowest,
+                           "loadavg_1m": os.getloadavg()[0], "per_shard": outs}
                     runs.append(run)
                     cpu = "/".join(f"{o.get('cpu_ms_per_req') or 0:.0f}" for o in outs)
-                    print(f"  shards {shards} repeat {repeat}: {model_per_s:6.2f} model pushes/s (slowest shard "
+                    print(f"  shards {shards} x{conns} repeat {repeat}: {model_per_s:6.2f} model pushes/s (slowest shard "
                           f"{slowest:.2f}/s), p99 {max(o['p99_ms'] for o in outs):7.0f} ms, server CPU/slice "
                           f"{cpu} ms, load {run['loadavg_1m']:.2f}", flush=True)
         finally:
@@ -150,18 +154,21 @@ def main() -> None:
 
 
 def table(runs: list[dict]) -> None:
-    by = {s: [r for r in runs if r["shards"] == s] for s in (1, 2)}
-    print("\n| shards | model pushes/s | slowest shard pushes/s | p99 ms | server CPU ms per push (per shard) "
-          "| load avg |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for s, rs in by.items():
+    keys = sorted({(r["shards"], r["connections_per_shard"]) for r in runs})
+    by = {k: [r for r in runs if (r["shards"], r["connections_per_shard"]) == k] for k in keys}
+    print("\n| shards | connections per shard | model pushes/s | slowest shard pushes/s | p99 ms | "
+          "server CPU ms per slice | load avg |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for (s, conns), rs in by.items():
         p99 = [max(o["p99_ms"] for o in r["per_shard"]) for r in rs]
         cpu = [sum(o.get("cpu_ms_per_req") or 0 for o in r["per_shard"]) / s for r in rs]
-        print(f"| {s} | {spread([r['model_pushes_per_s'] for r in rs])} | "
+        print(f"| {s} | {conns} | {spread([r['model_pushes_per_s'] for r in rs])} | "
               f"{spread([r['slowest_shard_per_s'] for r in rs])} | {spread(p99, 0)} | {spread(cpu, 0)} | "
               f"{spread([r['loadavg_1m'] for r in rs], 1)} |")
-    ratios = [b["model_pushes_per_s"] / a["model_pushes_per_s"] for a, b in zip(by[1], by[2], strict=False)]
-    print(f"\n2 shards / 1 shard, per interleaved repeat: {spread(ratios)} (goal >= 1.6)")
+    sharded = [r for r in runs if r["shards"] == 2]
+    for base in (k for k in keys if k[0] == 1):
+        ratios = [b["model_pushes_per_s"] / a["model_pushes_per_s"] for a, b in zip(by[base], sharded, strict=False)]
+        print(f"2 shards / 1 shard with {base[1]} connections, per interleaved repeat: {spread(ratios)} (goal >= 1.6)")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,9 @@ class Assembler:
 
     def version(self) -> int:
         self._prepare()
-        return job_version([self.own().version, *(c.version() for c in self.peers.values())])
+        versions = {self.shard.index: self.own().version, **{i: c.version() for i, c in self.peers.items()}}
+        self.shard.versions = [versions[i] for i in range(len(versions))]  # for /status and the dashboard
+        return job_version(self.shard.versions)
 
     def latest(self) -> Snapshot:
         self._prepare()

@@ -141,7 +141,7 @@ class Runtime:
         body = self.telemetry.status()
         body.update({"job": self.cfg.job, "model": self.cfg.model, "strategy": self.core.strategy.describe(),
                      "kept_versions": self.core.versions.versions(), "closed": self.core.closed,
-                     "journal": self.journal_stats(), "replayed": self.core.replayed})
+                     "journal": self.journal_stats(), "replayed": self.core.replayed, "shard": self.shard.describe()})
         return body
 
     def write_static_dashboard(self, force: bool = False) -> None:

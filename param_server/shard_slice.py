@@ -26,6 +26,14 @@ class ShardSlice:
         self.plan = make_plan(param_spec(full), shards)
         self.index = index
         self.module = full if shards == 1 else slice_module(full, self.plan, index)
+        # every shard's version as shard 0's evaluator last saw them (param_server/assembler.py); None
+        # before that, on other shards and unsharded. One reference assignment: read from any thread.
+        self.versions: list[int] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """What `/status` says under `shard`: this shard, and the job's version when known (the minimum)."""
+        return {"index": self.index, "shards": self.plan.shards, "digest": self.plan.digest,
+                "versions": self.versions, "job_version": min(self.versions) if self.versions else None}
 
     def published(self) -> dict[str, Any]:
         """What `GET /shardPlan` answers: who this shard is and the plan every shard must share."""

@@ -64,3 +64,7 @@ def test_action_trains_on_two_shards_and_shard0_evaluates_the_whole_model(ps_sha
     assert acc["evaluated_version"] == pushes, acc
     loss, accuracy = evaluate(model, *shard.tensors(), 1000)
     assert acc["accuracy"] == pytest.approx(accuracy) and acc["loss"] == pytest.approx(loss, abs=1e-4)
+    # shard 0's /status (its dashboard) carries the job's version as its evaluator saw the shards
+    shard_view = client.status()["shard"]
+    assert (shard_view["index"], shard_view["shards"]) == (0, 2)
+    assert shard_view["versions"] == [pushes, pushes] and shard_view["job_version"] == pushes

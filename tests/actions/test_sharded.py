@@ -49,6 +49,10 @@ def test_action_trains_on_two_shards_and_shard0_evaluates_the_whole_model(ps_sha
                                **(delta if mode == "delta" else {"batch_sz_train": 8}))
         params["apihost"] = [s.url for s in shards]  # a list of shard URLs, shard 0 first
         results = run_to_completion(worker, params, max_activations=100)
+        if mode == "grad":  # the shard URLs out of order: refused before any push, with what to fix
+            status, refused = worker.run({**params, "apihost": f"{shards[1].url},{shards[0].url}"})
+            assert status == 200 and "ShardPlanMismatch" in refused["error"] and "shard order" in refused["error"]
+            assert refused["progress"]["pushes"] == 0
     finally:
         worker.stop()
     pushes = sum(r["pushes"] for r in results)

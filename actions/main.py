@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from actions.config import ActionConfig
-from actions.cursor import BatchOrder, Cursor
+from actions.cursor import BatchOrder
 from actions.deadline import Deadline
 from actions.updates import LocalOptimizer, UpdateGroup
 from actions.warm import SHARD, WORKER, WorkerState
@@ -33,7 +33,8 @@ from dataset_packer.download import DEFAULT_POLICY as DOWNLOAD_POLICY
 from dataset_packer.download import fetch_shard
 from dataset_packer.shard import Shard, read_shard
 from owtrain.compression import make_compressor
-from owtrain.errors import BadRequest, JobClosed, OwtrainError
+from owtrain.cursor import Cursor
+from owtrain.errors import BadRequest, JobClosed, OwtrainError, error_fields
 from owtrain.log import ensure_logging
 from owtrain.models import build_model, param_spec
 from owtrain.phases import PhaseClock
@@ -65,7 +66,8 @@ def main(args: dict) -> dict:
     try:
         shard = SHARD.get(cfg.dataset_sha256, lambda: load_shard(cfg, deadline, clock))
     except OwtrainError as exc:
-        return {"error": f"cannot load the shard: {type(exc).__name__}: {exc}", "phases": clock.to_json(),
+        return {"error": f"cannot load the shard: {type(exc).__name__}: {exc}", **error_fields(exc),
+                "phases": clock.to_json(),
                 "wall_s": round(time.monotonic() - started, 6)}
 
     # 2. register, then build (or reuse) the model and pull it if the server is newer
@@ -103,7 +105,7 @@ def main(args: dict) -> dict:
     except OwtrainError as exc:
         summary = progress.result(cfg.epochs)
         log.error("activation failed after %d acknowledged pushes: %s", progress.pushes, exc)
-        return {"error": f"{type(exc).__name__}: {exc}; progress so far: {json.dumps(summary)}",
+        return {"error": f"{type(exc).__name__}: {exc}; progress so far: {json.dumps(summary)}", **error_fields(exc),
                 "progress": summary, "phases": clock.to_json(), "wall_s": round(time.monotonic() - started, 6)}
     finally:
         client.close()

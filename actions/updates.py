@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from torch.optim.adam import adam
 from torch.optim.sgd import sgd
 
+from owtrain.action_params import OPTIMIZERS
 from owtrain.codec import validate_tensors
 from owtrain.models import param_spec
 
@@ -30,8 +31,8 @@ class LocalOptimizer:
     """
 
     def __init__(self, name: str, params: list[torch.Tensor], lr: float, momentum: float = 0.0) -> None:
-        if name not in ("sgd", "adam"):
-            raise ValueError(f"unknown optimizer {name!r}; choose sgd or adam")
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; choose {' or '.join(OPTIMIZERS)}")
         self.name, self.params, self.lr, self.momentum = name, params, lr, momentum
         self.momentum_buffers: list[torch.Tensor | None] = [None] * len(params)
         self.exp_avgs = [torch.zeros_like(p) for p in params] if name == "adam" else []

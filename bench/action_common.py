@@ -24,7 +24,7 @@ import requests  # noqa: E402
 
 from dataset_packer.download import cached_path  # noqa: E402
 from dataset_packer.shard import ShardInfo, write_shard  # noqa: E402
-from param_server.auth import mint_token  # noqa: E402
+from owtrain.tokens import mint_token  # noqa: E402
 from tests.actions.helpers import learnable_arrays  # noqa: E402
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http  # noqa: E402
 

@@ -37,13 +37,13 @@ def start_swift(folder: Path) -> tuple[str, dict[str, str]]:
 
 def pipeline(shards: int, endpoint: str, access: str, secret: str, work: Path) -> dict[str, float]:
     """Seconds per stage for one shard count, starting from an empty dataset cache."""
-    from dataset_packer.config import StoreConfig
     from dataset_packer.fetch import fetch_dataset
     from dataset_packer.pack import pack
     from dataset_packer.presign import presign_all
     from dataset_packer.sources import load_source
     from dataset_packer.stores import open_store
     from dataset_packer.upload import upload_dir
+    from owtrain.s3 import S3Settings
 
     times = {}
     t = time.perf_counter()
@@ -52,7 +52,7 @@ def pipeline(shards: int, endpoint: str, access: str, secret: str, work: Path) -
     t = time.perf_counter()
     pack(load_source("mnist", work / "data", offline=True), shards, work / "shards", stratified=True)
     times["pack"] = time.perf_counter() - t
-    store = open_store("s3", StoreConfig(endpoint, f"bench-{shards}", access, secret))
+    store = open_store("s3", S3Settings(endpoint, f"bench-{shards}", access, secret))
     t = time.perf_counter()
     upload_dir(store, work / "shards", progress=False)
     times["upload"] = time.perf_counter() - t
@@ -65,13 +65,13 @@ def pipeline(shards: int, endpoint: str, access: str, secret: str, work: Path) -
 
 def download(endpoint: str, access: str, secret: str, bucket: str, repeats: int, work: Path) -> dict[str, float]:
     """Median seconds for fetch_shard + read_shard + to_tensors of the first train shard, cold and cached."""
-    from dataset_packer.config import StoreConfig
     from dataset_packer.download import fetch_shard
     from dataset_packer.presign import presign_all
     from dataset_packer.shard import read_shard
     from dataset_packer.stores import open_store
+    from owtrain.s3 import S3Settings
 
-    entry = presign_all(open_store("s3", StoreConfig(endpoint, bucket, access, secret)), timedelta(minutes=30))[0]
+    entry = presign_all(open_store("s3", S3Settings(endpoint, bucket, access, secret)), timedelta(minutes=30))[0]
 
     def ready(cache: Path) -> tuple[float, float]:
         """(seconds in fetch_shard, seconds in read_shard + to_tensors)."""

@@ -40,7 +40,7 @@ from ps_push import JOB, SECRET, SEQ_WIDTH, push_body  # noqa: E402
 
 from owtrain.codec import CONTENT_TYPE  # noqa: E402
 from owtrain.models import build_model  # noqa: E402
-from param_server.auth import mint_token  # noqa: E402
+from owtrain.tokens import mint_token  # noqa: E402
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http  # noqa: E402
 
 ENV = {"PYTHONPATH": f"{BENCH}:{ROOT}", "OWTRAIN_LOG": "INFO", "OWTRAIN_JOB_SECRET": SECRET}

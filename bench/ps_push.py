@@ -10,12 +10,17 @@ a bare gevent WSGI app that only reads the body (bench/bare_wsgi.py, the same
 (bench/tcp_loopback.py). Bodies: a LeNet5 fp32 gradient (248 kB) and a 45 MB one (11.25 M
 parameters, ResNet-18's size); every push carries its own sequence number, so each is applied.
 
+With `--before-root DIR` (a checkout of an earlier commit, e.g. from `git archive`), that tree's
+parameter server runs as a fourth server, `ps-before`, with the same options, interleaved too: a
+before/after comparison from one script run on the same load.
+
 For each cell it prints the median and the range (min–max) over the repeats of pushes/s, MB/s,
 p50 and p99 latency, the server's CPU per push (/proc/<pid>/stat) and its peak RSS, with the
 1-minute load average; `--out` also gets every repeat as JSON.
 
     .venv/bin/python bench/ps_push.py [--seconds 2] [--repeats 3] [--clients 1,8,32] \\
-        [--big-clients 1] [--big-seconds 6] [--ps-args "--no-journal"] [--out bench/results/ps_push.json]
+        [--big-clients 1] [--big-seconds 6] [--ps-args "--no-journal"] [--before-root /tmp/before] \\
+        [--out bench/results/ps_push.json]
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from loadgen import Target, measure  # noqa: E402
 
 from owtrain.codec import CONTENT_TYPE, encode_tensors  # noqa: E402
 from owtrain.models import build_model  # noqa: E402
-from param_server.auth import mint_token  # noqa: E402
+from owtrain.tokens import mint_token  # noqa: E402
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http  # noqa: E402
 
 SECRET, JOB = "bench-secret", "bench"
@@ -75,27 +80,36 @@ def push_body(model: nn.Module, folder: Path, name: str) -> tuple[Path, int]:
     return path, offset
 
 
-def start_servers(model: str, folder: Path, ps_args: list[str]) -> dict[str, tuple[ServiceProcess, int]]:
-    """The parameter server for `model`, the bare WSGI app and the TCP server, each on its own port."""
+def start_servers(model: str, folder: Path, ps_args: list[str], before: Path | None,
+                  ) -> dict[str, tuple[ServiceProcess, int]]:
+    """The parameter server for `model` (and the one of the `before` tree), the bare WSGI app and
+    the TCP server, each on its own port."""
     env = {"PYTHONPATH": f"{BENCH}:{ROOT}", "OWTRAIN_LOG": "WARNING", "OWTRAIN_JOB_SECRET": SECRET}
     servers: dict[str, tuple[ServiceProcess, int]] = {}
-    port = free_port()
-    argv = [PYTHON, "-m", "commands", "ps", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-            "--job", JOB, "--strategy", "async", "--lr", "1e-6", "--worker-rate", "0", "--global-rate", "0",
-            "--checkpoint-dir", str(folder / f"ckpt-{port}"), *ps_args]
-    servers["ps"] = (ServiceProcess(argv, folder / f"ps-{port}.log", env=env), port)
+    for name, root in (("ps", ROOT), ("ps-before", before)):
+        if root is None:
+            continue
+        port = free_port()
+        entry = "commands" if (root / "commands").is_dir() else "owtrain.cli"  # the tree before the refactor
+        argv = [PYTHON, "-m", entry, "ps", "--model", model, "--host", "127.0.0.1", "--port", str(port),
+                "--job", JOB, "--strategy", "async", "--lr", "1e-6", "--worker-rate", "0", "--global-rate", "0",
+                "--checkpoint-dir", str(folder / f"ckpt-{port}"), *ps_args]
+        ps_env = {**env, "PYTHONPATH": f"{root / 'bench'}:{root}"}
+        servers[name] = (ServiceProcess(argv, folder / f"{name}-{port}.log", env=ps_env, cwd=root), port)
     for name, script in (("bare", "bare_wsgi.py"), ("tcp", "tcp_loopback.py")):
         port = free_port()
         proc = ServiceProcess([PYTHON, str(BENCH / script), "--port", str(port)], folder / f"{name}-{port}.log", env=env)
         servers[name] = (proc, port)
-    wait_http(f"http://127.0.0.1:{servers['ps'][1]}/getVersion", timeout=120, proc=servers["ps"][0].proc)
+    for name in ("ps", "ps-before"):
+        if name in servers:
+            wait_http(f"http://127.0.0.1:{servers[name][1]}/getVersion", timeout=120, proc=servers[name][0].proc)
     time.sleep(0.5)  # the two small servers listen within milliseconds of their start
     return servers
 
 
 def cell(name: str, servers: dict, body: Path, offset: int, clients: int, seconds: float, run_id: str) -> dict:
     proc, port = servers[name]
-    if name == "ps":
+    if name.startswith("ps"):
         workers = [f"{run_id}-c{i}" for i in range(clients)]
         headers = [{"Authorization": f"Bearer {mint_token(SECRET, JOB, w, 3600)}", "Content-Type": CONTENT_TYPE}
                    for w in workers]
@@ -136,6 +150,8 @@ def main() -> None:
     ap.add_argument("--big-seconds", type=float, default=6.0,
                     help="measuring window for the 45 MB body (a push can take a second: keep several per window)")
     ap.add_argument("--ps-args", default="", help="extra `owtrain ps` options, e.g. \"--no-journal\"")
+    ap.add_argument("--before-root", type=Path, default=None,
+                    help="a checkout of an earlier tree: its parameter server runs beside, as ps-before")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ps_push.json", help="JSON of every run")
     args = ap.parse_args()
     if args.repeats < 1 or args.seconds <= 0:
@@ -146,6 +162,9 @@ def main() -> None:
     except ValueError:
         ap.error("--clients and --big-clients are comma-separated integers, e.g. 1,8,32")
     ps_args = shlex.split(args.ps_args)
+    if args.before_root is not None and not (args.before_root / "param_server").is_dir():
+        ap.error(f"--before-root {args.before_root} is not an owtrain checkout (no param_server/ in it)")
+    targets = (("ps", "ps-before") if args.before_root else ("ps",)) + TARGETS[1:]
     torch.set_num_threads(1)
     results: list[dict] = []
     print(f"load average at the start: {os.getloadavg()[0]:.2f}; cores: {os.cpu_count()}; ps args: {ps_args}")
@@ -157,35 +176,36 @@ def main() -> None:
             if not counts:
                 continue
             body, offset = push_body(make(), folder, f"{model.replace(':', '_')}.bin")
-            servers = start_servers(model, folder, ps_args)
+            servers = start_servers(model, folder, ps_args, args.before_root)
             try:
                 for repeat in range(args.repeats):
                     for clients in counts:
-                        for name in TARGETS:  # interleaved: ps, bare, tcp, then the next cell
+                        for name in targets:  # interleaved: ps (ps-before), bare, tcp, then the next cell
                             run_id = f"r{repeat}-n{clients}"
                             out = cell(name, servers, body, offset, clients, seconds, run_id)
                             results.append({"body": label, "bytes": body.stat().st_size, "target": name,
                                             "repeat": repeat, **out})
-                            print(f"  {label} {name:4s} clients {clients:2d} repeat {repeat}: {out['per_s']:8.1f}/s "
+                            print(f"  {label} {name:9s} clients {clients:2d} repeat {repeat}: {out['per_s']:8.1f}/s "
                                   f"p99 {out['p99_ms']:7.1f} ms cpu/req {out.get('cpu_ms_per_req') or 0:6.2f} ms "
                                   f"load {out['loadavg_1m']:.2f}", flush=True)
             finally:
                 for proc, _ in servers.values():
                     proc.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "ps_args": ps_args, "runs": results}, indent=1))
-    print_table(results)
+    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "ps_args": ps_args, "targets": targets,
+                                    "runs": results}, indent=1))
+    print_table(results, targets)
 
 
-def print_table(results: list[dict]) -> None:
+def print_table(results: list[dict], targets: tuple[str, ...]) -> None:
     print("\n| body | clients | server | push/s | MB/s | p50 ms | p99 ms | CPU ms/push | server cores | "
           "peak RSS MB | vs bare | vs TCP | load avg |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     cells = sorted({(r["body"], r["clients"]) for r in results}, key=lambda c: (c[0] != "lenet5 248 kB", c[1]))
     for body, clients in cells:
         stats = {t: summary([r for r in results if (r["body"], r["clients"], r["target"]) == (body, clients, t)])
-                 for t in TARGETS}
-        for t in TARGETS:
+                 for t in targets}
+        for t in targets:
             s = stats[t]
             ratio = {ref: s["per_s"]["median"] / stats[ref]["per_s"]["median"] for ref in ("bare", "tcp")}
             print(f"| {body} | {clients} | {t} | {fmt(s, 'per_s')} | {fmt(s, 'mb_s')} | {fmt(s, 'p50_ms', 1)} | "

@@ -45,7 +45,7 @@ from loadgen import Target, measure  # noqa: E402
 from owtrain.codec import CONTENT_TYPE, encode_tensors  # noqa: E402
 from owtrain.models import build_model, param_spec  # noqa: E402
 from owtrain.shard_plan import make_plan  # noqa: E402
-from param_server.auth import mint_token  # noqa: E402
+from owtrain.tokens import mint_token  # noqa: E402
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http  # noqa: E402
 
 SECRET, JOB, MODEL = "bench-secret", "bench", "resnet18"

@@ -19,8 +19,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from dataset_packer.config import DEFAULT_PRESIGN_SECONDS, StoreConfig, default_data_dir
+from dataset_packer.config import DEFAULT_PRESIGN_SECONDS, default_data_dir
 from owtrain.errors import ConfigError, OwtrainError
+from owtrain.s3 import S3Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,8 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return Path(args.cache_dir) if args.cache_dir else default_data_dir()
 
 
-def _store_config(args: argparse.Namespace) -> StoreConfig:
-    """The one StoreConfig of this command, from flags, then environment."""
+def _store_config(args: argparse.Namespace) -> S3Settings:
+    """The one S3Settings of this command, from flags, then environment."""
     access = args.access_key or os.environ.get("OWTRAIN_S3_ACCESS_KEY")
     secret = args.secret_key or os.environ.get("OWTRAIN_S3_SECRET_KEY")
     endpoint = args.endpoint or os.environ.get("OWTRAIN_S3_ENDPOINT")
@@ -55,7 +56,7 @@ def _store_config(args: argparse.Namespace) -> StoreConfig:
     if not access or not secret:
         raise ValueError("no S3 credentials: pass --access-key/--secret-key or set "
                          "OWTRAIN_S3_ACCESS_KEY/OWTRAIN_S3_SECRET_KEY")
-    return StoreConfig(endpoint=endpoint, bucket=args.bucket, access_key=access, secret_key=secret,
+    return S3Settings(endpoint=endpoint, bucket=args.bucket, access_key=access, secret_key=secret,
                        region=args.region, verify_tls=not args.insecure)
 
 

@@ -6,7 +6,6 @@ Nothing below the entry points reads the environment: they receive one of these 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 # Uncompressed bytes one shard may expand to. A full MNIST train split is ~47 MB as uint8, and an
@@ -23,19 +22,3 @@ def default_data_dir() -> Path:
     """Where fetched datasets are cached: `$OWTRAIN_DATA_DIR` or `~/.cache/owtrain/datasets`."""
     env = os.environ.get("OWTRAIN_DATA_DIR")
     return Path(env) if env else Path.home() / ".cache" / "owtrain" / "datasets"
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    """How to reach one S3 bucket. `secure` follows the endpoint's scheme (https → TLS)."""
-
-    endpoint: str
-    bucket: str
-    access_key: str
-    secret_key: str
-    region: str = "us-east-1"
-    verify_tls: bool = True
-
-    def __repr__(self) -> str:
-        # Credentials must never reach a log line or a traceback through repr().
-        return f"StoreConfig(endpoint={self.endpoint!r}, bucket={self.bucket!r}, region={self.region!r})"

@@ -12,6 +12,7 @@ from typing import Any
 from dataset_packer import split
 from dataset_packer.shard import ShardInfo, write_shard
 from dataset_packer.sources.base import Dataset
+from owtrain.naming import held_out_shard, shard_name, train_shards
 
 log = logging.getLogger(__name__)
 DEFAULT_VAL_SEED = 0
@@ -25,14 +26,6 @@ class PackedShard:
     manifest: dict[str, Any]
 
 
-def shard_name(dataset: str, split_name: str, index: int, count: int) -> str:
-    """File (and object key) name of a shard: `mnist-train-00002-of-00012.tar.gz`, `mnist-val.tar.gz`,
-    `mnist-test.tar.gz`."""
-    if split_name in ("val", "test"):
-        return f"{dataset}-{split_name}.tar.gz"
-    return f"{dataset}-train-{index:05d}-of-{count:05d}.tar.gz"
-
-
 def _info(ds: Dataset, split_name: str, index: int, count: int, rng: tuple[int, int] | None) -> ShardInfo:
     return ShardInfo(dataset=ds.name, split=split_name, index=index, num_shards=count, sample_range=rng,
                      classes=ds.classes, mean=ds.mean, std=ds.std, scale=ds.scale)
@@ -41,7 +34,8 @@ def _info(ds: Dataset, split_name: str, index: int, count: int, rng: tuple[int, 
 def _remove_stale(out: Path, ds: Dataset, keep: set[str]) -> None:
     """Delete this dataset's shards from an earlier pack with another shard count or without a
     validation shard (upload would send them)."""
-    for old in [*out.glob(f"{ds.name}-train-*-of-*.tar.gz"), *out.glob(f"{ds.name}-val.tar.gz")]:
+    val = held_out_shard(out, "val", ds.name)
+    for old in [*train_shards(out, ds.name), *([val] if val else [])]:
         if old.name not in keep:
             log.info("removing stale shard %s from an earlier pack", old.name)
             old.unlink()

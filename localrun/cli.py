@@ -13,20 +13,21 @@ import re
 import secrets
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from localrun.config import (
     CONFIG_FILE,
-    DEFAULT_BATCH,
     DEFAULT_MODE,
     MODE_DEFAULTS,
     LocalConfig,
-    S3Settings,
     mode_settings,
 )
+from owtrain.action_params import ActionParams
 from owtrain.errors import ConfigError
+from owtrain.s3 import DEFAULT_REGION
+from owtrain.s3 import from_env as s3_from_env
+from owtrain.settings import HelpFormatter, add_options, default_of, values
 
 if TYPE_CHECKING:
     from localrun.run import Outcome
@@ -46,68 +47,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Ctrl-C stops everything within about two seconds and leaves a checkpoint: continue with "
                     "--resume RUN_DIR. Exit status: 0 target reached (or none set), 1 failed, 2 usage error, "
                     "3 finished without reaching the target, 130 interrupted.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
+    add_options(p, LocalConfig)  # each option's default and help: localrun/config.py
     a = p.add_argument
-    a("--dataset", default=_default("dataset"), help="mnist, fashion-mnist, or a path: IDX folder, .npz file "
-                                         "(x_train, y_train, x_test, y_test) or a folder of images per class")
-    a("--model", default=_default("model"),
-      help="registered model (lenet5, mlp, cnn32, resnet18, resnet18-32) or package.module:Class")
-    a("--workers", type=int, default=_default("workers"), help="train shards = activations running at once")
-    a("--strategy", default=_default("strategy"),
-      help="parameter-server aggregation: async[:damping=D] | sync:k=K[,timeout=T] | bounded:s=S[,mode=reject|damp]")
-    a("--compression", default=_default("compression"), help="update compression: none, fp16, bf16, int8 or topk:R")
-    a("--target-accuracy", type=float, default=_default("target_accuracy"),
-      help="stop when the server's validation accuracy reaches this (0 < A <= 1); 0 disables the target")
-    a("--max-epochs", type=int, default=_default("max_epochs"), help="epochs over each shard at most")
-    a("--mode", default=DEFAULT_MODE, choices=("grad", "delta"),
-      help="grad: push gradients (the server's optimiser steps); delta: local SGD, push model deltas")
     a("--lr", type=float, default=None,
       help=f"learning rate (the workers' in delta mode, the server's in grad) (None: per mode, {_per_mode('lr')})")
     a("--momentum", type=float, default=None,
       help="SGD momentum (the workers' local optimiser in delta mode, the server's in grad mode) "
            f"(None: per mode, {_per_mode('momentum')})")
-    a("--batch-size", type=int, default=DEFAULT_BATCH, help="mini-batch size of each worker (batch_sz_train)")
     a("--update-interval", type=int, default=None,
       help=f"batches between pushes (update_intv) (None: per mode, {_per_mode('update_interval')})")
-    a("--time-budget", type=float, default=_default("time_budget_s"),
-      help="seconds each activation trains before it returns its cursor and the driver re-invokes it")
-    a("--action-timeout-ms", type=int, default=_default("action_timeout_ms"), help="action time limit (OpenWhisk's default 60000)")
-    a("--action-memory-mb", type=int, default=512,
-      help="local action containers' memory limit (resnet18 needs 768; OpenWhisk's default maximum is 512)")
-    a("--limit", type=int, default=None, help="use only the first N train and N test samples, for quick trials "
-                                               "(None: all)")
-    a("--seed", type=int, default=_default("seed"), help="seed of the initial weights and of the shuffling")
-    a("--eval-interval", type=float, default=_default("eval_interval_s"),
-      help="seconds between the server's validation-set evaluations")
-    a("--val-size", type=int, default=None,
-      help="training samples held out as the validation set that the target, the kept model and the dashboard "
-           "use (None: a twelfth, at most 5000; 0: none, and the test set is used instead)")
-    a("--no-tensorboard", action="store_true", help="write no TensorBoard event files (RUN_DIR/tensorboard)")
-    a("--mlflow-uri", default=None,
-      help="also record the run (params, validation curve, test accuracy, model files) at this MLflow tracking URI, "
-           "e.g. http://mlflow:5000 (needs mlflow-skinny)")
     a("--run-dir", type=Path, default=None, help="run folder (None: runs/<dataset>-<time>)")
     a("--resume", type=Path, default=None, metavar="RUN_DIR",
       help="continue an interrupted run from its folder (its saved settings win over the other options)")
     a("--s3-endpoint", default=None, help="use this S3 endpoint (http(s)://host:port) instead of the embedded one")
     a("--s3-bucket", default="owtrain", help="bucket at --s3-endpoint (created if missing)")
-    a("--s3-region", default="us-east-1", help="region used to sign S3 requests")
-    a("--openwhisk", action="store_true",
-      help="invoke the real dist-train action on OpenWhisk (credentials from ~/.wskprops or WSK_APIHOST/WSK_AUTH) "
-           "instead of local action processes; needs --advertise-host reachable from its containers")
-    a("--invoker", default=_default("invoker"), choices=("local", "docker"),
-      help="local: action processes on this machine; docker: every activation in a container of --image on "
-           "this machine's Docker engine, under the same limits (docs/invocation.md)")
-    a("--image", default=None, help="the action image of --invoker docker, with an explicit tag "
-                                    "(scripts/build-image.sh --offline TAG builds one)")
-    a("--action", default="dist-train", help="name of the action to invoke")
-    a("--ps-shards", type=int, default=_default("ps_shards"),
-      help="split the model over this many parameter-server processes (shards, on consecutive ports; "
-           "docs/param_server.md, Sharding)")
-    a("--bind-host", default="127.0.0.1", help="address the parameter server and embedded S3 listen on")
-    a("--advertise-host", default="127.0.0.1",
-      help="host name the actions use to reach the parameter server and the embedded S3")
-    a("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    a("--s3-region", default=DEFAULT_REGION, help="region used to sign S3 requests")
     p.set_defaults(func=cmd_local)
 
     ap = subparsers.add_parser(
@@ -119,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "on a command line, where every user of the machine could read it.")
     ap.add_argument("shards", type=Path, help="shard list JSON written by `owtrain presign`")
     ap.add_argument("--out", type=Path, required=True, help="folder for the parameter files (created, mode 0700)")
-    ap.add_argument("--epochs", type=int, default=1, help="epoch_n: epochs over each shard")
+    ap.add_argument("--epochs", type=int, default=default_of(ActionParams, "epochs"),
+                    help="epoch_n: epochs over each shard")
     ap.add_argument("--token-ttl", type=float, default=24 * 3600.0, help="seconds the worker tokens are valid")
     ap.add_argument("-p", "--param", nargs=2, action="extend", default=[], metavar=("KEY", "VALUE"),
                     help="override a training parameter, e.g. -p lr 0.05 (VALUE parsed as JSON, as `wsk` does)")
@@ -131,39 +87,23 @@ def _per_mode(name: str) -> str:
     return ", ".join(f"{mode} {getattr(d, name)}" for mode, d in MODE_DEFAULTS.items())
 
 
-def _default(name: str) -> object:
-    """A setting's default, from the one place that declares it (`LocalConfig`)."""
-    return next(f.default for f in fields(LocalConfig) if f.name == name)
-
-
 def config_from_args(args: argparse.Namespace) -> LocalConfig:
     """The run's config: the saved one for --resume, else built from the flags."""
     if args.resume is not None:
-        return LocalConfig.load(args.resume, progress=not args.no_progress)
+        return LocalConfig.load(args.resume, progress=values(LocalConfig, args)["progress"])
     s3 = None
     if args.s3_endpoint:
-        access, secret = os.environ.get("OWTRAIN_S3_ACCESS_KEY"), os.environ.get("OWTRAIN_S3_SECRET_KEY")
-        if not access or not secret:
-            raise ConfigError("--s3-endpoint needs OWTRAIN_S3_ACCESS_KEY and OWTRAIN_S3_SECRET_KEY in the environment")
-        s3 = S3Settings(args.s3_endpoint, access, secret, args.s3_bucket, args.s3_region)
+        s3 = s3_from_env(args.s3_endpoint, args.s3_bucket, region=args.s3_region)
     # The job name also names the embedded bucket: lower-case letters, digits and dashes only.
     name = re.sub(r"[^a-z0-9]+", "-", Path(args.dataset).stem.lower()).strip("-")[:40] or "data"
     run_dir = args.run_dir or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (run_dir / CONFIG_FILE).exists():
         raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
                           "or pick another --run-dir")
-    return LocalConfig(
-        run_dir=run_dir, job=f"{name}-{secrets.token_hex(3)}", dataset=args.dataset, model=args.model,
-        workers=args.workers, strategy=args.strategy, compression=args.compression,
-        target_accuracy=args.target_accuracy or None, max_epochs=args.max_epochs, mode=args.mode,
-        **mode_settings(args.mode, args.lr, args.momentum, args.update_interval), batch_size=args.batch_size,
-        time_budget_s=args.time_budget, action_timeout_ms=args.action_timeout_ms,
-        action_memory_mb=args.action_memory_mb, limit=args.limit, seed=args.seed,
-        eval_interval_s=args.eval_interval, val_size=args.val_size, tensorboard=not args.no_tensorboard,
-        mlflow_uri=args.mlflow_uri, s3=s3, openwhisk=args.openwhisk, invoker=args.invoker,
-        image=args.image, action=args.action, ps_shards=args.ps_shards,
-        bind_host=args.bind_host, advertise_host=args.advertise_host, progress=not args.no_progress,
-    )
+    chosen = values(LocalConfig, args)
+    chosen.update(mode_settings(args.mode, args.lr, args.momentum, args.update_interval),
+                  target_accuracy=args.target_accuracy or None, s3=s3)
+    return LocalConfig(run_dir=run_dir, job=f"{name}-{secrets.token_hex(3)}", **chosen)
 
 
 # Exit statuses of `owtrain local` (README, "Exit codes"); the last line printed says which and why.
@@ -264,9 +204,9 @@ def cmd_action_params(args: argparse.Namespace) -> int:
     """Write the fan-out's parameter files (see the sub-command's description)."""
     import json
 
+    from owtrain.action_params import ActionParams, check_training, parse_pairs
     from owtrain.errors import BadRequest
-    from param_server.auth import mint_token
-    from wsk.cli import parse_params
+    from owtrain.tokens import mint_token
     from wsk.shardlist import load_train_shards
 
     ps_url, secret = os.environ.get("OWTRAIN_PS_URL"), os.environ.get("OWTRAIN_JOB_SECRET")
@@ -275,11 +215,13 @@ def cmd_action_params(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
     job = os.environ.get("OWTRAIN_JOB") or "job"
-    overrides = dict(parse_params(args.param))
+    overrides = dict(parse_pairs(args.param))
+    try:
+        check_training(overrides)
+    except BadRequest as exc:
+        raise ConfigError(f"-p {exc}") from None
     mode = str(overrides.get("mode", DEFAULT_MODE))  # -p mode grad: grad mode's own defaults
     training = dict(LocalConfig(run_dir=Path("."), job=job, mode=mode, **mode_settings(mode)).action_params())
-    if unknown := sorted(set(overrides) - set(training)):
-        raise ConfigError(f"-p {', '.join(unknown)}: not a training parameter; choose from {', '.join(training)}")
     try:
         shards = load_train_shards(args.shards)
     except BadRequest as exc:
@@ -287,9 +229,9 @@ def cmd_action_params(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True, mode=0o700)
     for n, entry in enumerate(shards, start=1):
         worker = f"w{n}"
-        params = {**training, **overrides, "dataset_url": entry["url"], "dataset_sha256": entry["sha256"],
-                  "apihost": ps_url, "job": job, "worker": worker, "epoch_n": args.epochs,
-                  "ps_token": mint_token(secret, job, worker, args.token_ttl)}
+        params = ActionParams.wire({**training, **overrides}, args.epochs, dataset_url=entry["url"],
+                                   dataset_sha256=entry["sha256"], apihost=ps_url, job=job, worker=worker,
+                                   ps_token=mint_token(secret, job, worker, args.token_ttl))
         path = args.out / f"{worker}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

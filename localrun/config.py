@@ -11,9 +11,12 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from owtrain.action_params import MODES, training_wire
 from owtrain.errors import ConfigError
+from owtrain.s3 import S3Settings, check_endpoint
+from owtrain.settings import setting
+from wsk.config import DEFAULT_INVOKER
 
 CONFIG_FILE = "config.json"
 
@@ -39,7 +42,7 @@ class ModeDefaults:
 # steps per epoch: the shared delta settings (16 batches) gave the server 57 steps in 3 epochs of
 # 20k samples (11 % validation accuracy); a push every 2 batches with momentum 0.5 gave 94-95 %, the
 # best median of the sweep. Momentum 0.9 diverged in both modes: two workers' stale updates add up.
-MODE_DEFAULTS = {
+MODE_DEFAULTS = {  # one entry per push mode of owtrain.action_params.MODES
     "delta": ModeDefaults(lr=0.1, momentum=0.5, update_interval=16),
     "grad": ModeDefaults(lr=0.1, momentum=0.5, update_interval=2),
 }
@@ -56,58 +59,65 @@ def mode_settings(mode: str, lr: float | None = None, momentum: float | None = N
 
 
 @dataclass(frozen=True)
-class S3Settings:
-    """A real S3 endpoint to use instead of the embedded one (credentials stay out of repr)."""
-
-    endpoint: str
-    access_key: str
-    secret_key: str
-    bucket: str = "owtrain"
-    region: str = "us-east-1"
-
-    def __repr__(self) -> str:
-        return f"S3Settings(endpoint={self.endpoint!r}, bucket={self.bucket!r})"
-
-
-@dataclass(frozen=True)
 class LocalConfig:
-    """Everything `owtrain local` needs; see `owtrain local --help` for each option's meaning."""
+    """Everything `owtrain local` needs. The fields declared with `setting` are its command-line options
+    (`localrun/cli.py` derives them: default and help live here only)."""
 
     run_dir: Path
     job: str
-    dataset: str = "mnist"
-    model: str = "lenet5"
-    workers: int = 2
-    strategy: str = "async"
-    compression: str = "none"
-    target_accuracy: float | None = 0.98
-    max_epochs: int = 10
-    mode: str = DEFAULT_MODE
-    lr: float = MODE_DEFAULTS[DEFAULT_MODE].lr  # each mode's: MODE_DEFAULTS, via mode_settings
+    dataset: str = setting("mnist", "mnist, fashion-mnist, or a path: IDX folder, .npz file (x_train, y_train, "
+                                    "x_test, y_test) or a folder of images per class")
+    model: str = setting("lenet5", "registered model (lenet5, mlp, cnn32, resnet18, resnet18-32) or "
+                                   "package.module:Class")
+    workers: int = setting(2, "train shards = activations running at once")
+    strategy: str = setting("async", "parameter-server aggregation: async[:damping=D] | sync:k=K[,timeout=T] | "
+                                     "bounded:s=S[,mode=reject|damp]")
+    compression: str = setting("none", "update compression: none, fp16, bf16, int8 or topk:R")
+    target_accuracy: float | None = setting(0.98, "stop when the server's validation accuracy reaches this "
+                                                  "(0 < A <= 1); 0 disables the target")
+    max_epochs: int = setting(10, "epochs over each shard at most")
+    mode: str = setting(DEFAULT_MODE, "grad: push gradients (the server's optimiser steps); delta: local SGD, "
+                                      "push model deltas", choices=tuple(MODE_DEFAULTS))
+    # lr, momentum and update_interval: each mode's own (MODE_DEFAULTS, via mode_settings); the
+    # options default to None, "the mode's", and are added by localrun/cli.py
+    lr: float = MODE_DEFAULTS[DEFAULT_MODE].lr
     momentum: float = MODE_DEFAULTS[DEFAULT_MODE].momentum
-    batch_size: int = DEFAULT_BATCH
+    batch_size: int = setting(DEFAULT_BATCH, "mini-batch size of each worker (batch_sz_train)")
     update_interval: int = MODE_DEFAULTS[DEFAULT_MODE].update_interval
-    time_budget_s: float = 15.0
-    limit: int | None = None
-    seed: int = 0
-    eval_interval_s: float = 2.0
-    val_size: int | None = None  # training samples held out for validation (None: min(5000, N/12); 0: none)
-    tensorboard: bool = True  # TensorBoard event files in RUN_DIR/tensorboard
-    mlflow_uri: str | None = None  # also record the run at this MLflow tracking URI (localrun/trackers.py)
-    s3: S3Settings | None = None
-    openwhisk: bool = False
-    invoker: str = "local"  # or "docker": every activation in a container of `image`
-    image: str | None = None
-    action: str = "dist-train"
-    bind_host: str = "127.0.0.1"
-    advertise_host: str = "127.0.0.1"
+    time_budget_s: float = setting(15.0, "seconds each activation trains before it returns its cursor and the "
+                                         "driver re-invokes it", flag="--time-budget")
+    limit: int | None = setting(None, "use only the first N train and N test samples, for quick trials (None: all)")
+    seed: int = setting(0, "seed of the initial weights and of the shuffling")
+    eval_interval_s: float = setting(2.0, "seconds between the server's validation-set evaluations",
+                                     flag="--eval-interval")
+    val_size: int | None = setting(None, "training samples held out as the validation set that the target, the "
+                                         "kept model and the dashboard use (None: a twelfth, at most 5000; 0: "
+                                         "none, and the test set is used instead)")
+    tensorboard: bool = setting(True, "TensorBoard event files in RUN_DIR/tensorboard")
+    mlflow_uri: str | None = setting(None, "also record the run (params, validation curve, test accuracy, model "
+                                           "files) at this MLflow tracking URI, e.g. http://mlflow:5000 (needs "
+                                           "mlflow-skinny)")
+    s3: S3Settings | None = None  # --s3-endpoint: a real S3 endpoint instead of the embedded one
+    openwhisk: bool = setting(False, "invoke the real dist-train action on OpenWhisk (credentials from "
+                                     "~/.wskprops or WSK_APIHOST/WSK_AUTH) instead of local action processes; "
+                                     "needs --advertise-host reachable from its containers")
+    invoker: str = setting(DEFAULT_INVOKER, "local: action processes on this machine; docker: every activation in a "
+                                    "container of --image on this machine's Docker engine, under the same limits "
+                                    "(docs/invocation.md)", choices=("local", "docker"))
+    image: str | None = setting(None, "the action image of --invoker docker, with an explicit tag "
+                                      "(scripts/build-image.sh --offline TAG builds one)")
+    action: str = setting("dist-train", "name of the action to invoke")
+    bind_host: str = setting("127.0.0.1", "address the parameter server and embedded S3 listen on")
+    advertise_host: str = setting("127.0.0.1", "host name the actions use to reach the parameter server and the "
+                                               "embedded S3")
     ps_port: int = 0  # shard i of a sharded server listens on ps_port + i
-    ps_shards: int = 1  # parameter-server shards, each its own `owtrain ps --shard I/S` (docs/param_server.md)
-    checkpoint_every: int = 20
+    ps_shards: int = setting(1, "split the model over this many parameter-server processes (shards, on "
+                                "consecutive ports; docs/param_server.md, Sharding)")
     keep_versions: int = 500
-    action_timeout_ms: int = 60_000
-    action_memory_mb: int = 512
-    progress: bool = True
+    action_timeout_ms: int = setting(60_000, "action time limit (OpenWhisk's default 60000)")
+    action_memory_mb: int = setting(512, "local action containers' memory limit (resnet18 needs 768; OpenWhisk's "
+                                         "default maximum is 512)")
+    progress: bool = setting(True, "no progress bars (log lines only)", flag="--no-progress", negate=True)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -135,8 +145,8 @@ class LocalConfig:
         if self.invoker == "docker" and (not self.image or self.openwhisk):
             raise ConfigError("--invoker docker needs --image TAG (scripts/build-image.sh builds one) and no "
                               "--openwhisk")
-        if self.mode not in ("grad", "delta"):
-            raise ConfigError(f"--mode {self.mode!r}: choose grad or delta")
+        if self.mode not in MODES:
+            raise ConfigError(f"--mode {self.mode!r}: choose {' or '.join(MODES)}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if not 0.0 <= self.momentum < 1.0:
@@ -157,9 +167,10 @@ class LocalConfig:
     def action_params(self) -> tuple[tuple[str, object], ...]:
         """The action's training parameters (Contract 3 names), the same for every activation of the
         run; `owtrain action-params` gives a deployment's fan-out the same ones."""
-        return (("batch_sz_train", self.batch_size), ("update_intv", self.update_interval), ("mode", self.mode),
-                ("lr", self.lr), ("momentum", self.momentum), ("compression", self.compression),
-                ("time_budget_s", self.time_budget_s), ("seed", self.seed), ("threads", 1), ("device", "cpu"))
+        return tuple(training_wire(batch_size=self.batch_size, update_intv=self.update_interval, mode=self.mode,
+                                   lr=self.lr, momentum=self.momentum, compression=self.compression,
+                                   time_budget_s=self.time_budget_s, seed=self.seed, threads=1,
+                                   device="cpu").items())
 
     def save(self) -> Path:
         """Write the config as JSON (mode 0600: it names the S3 credentials of `--s3-endpoint`)."""
@@ -206,9 +217,7 @@ def check_components(cfg: LocalConfig) -> None:
     except ValueError as exc:
         raise ConfigError(f"--dataset: {exc}") from None
     if cfg.s3 is not None:
-        url = urlsplit(cfg.s3.endpoint)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ConfigError(f"--s3-endpoint {cfg.s3.endpoint!r} must be http(s)://host[:port]")
+        check_endpoint(cfg.s3.endpoint)
     check_model(cfg.model)
     from owtrain.compression import make_compressor
     from param_server.strategies import check_strategy

@@ -13,13 +13,13 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dataset_packer.config import StoreConfig
+from owtrain.s3 import S3Settings
 
 log = logging.getLogger(__name__)
 
 
 @contextmanager
-def embedded_s3(port: int, bucket: str, host: str = "127.0.0.1", public_host: str | None = None) -> Iterator[StoreConfig]:
+def embedded_s3(port: int, bucket: str, host: str = "127.0.0.1", public_host: str | None = None) -> Iterator[S3Settings]:
     """Serve S3 on host:port for the duration of the block; yields the config to reach `bucket`.
 
     `public_host` is the name workers use to reach it (presigned URLs are signed for it); the
@@ -35,7 +35,7 @@ def embedded_s3(port: int, bucket: str, host: str = "127.0.0.1", public_host: st
     server.start()
     log.info("embedded S3 (moto) on http://%s:%d", host, port)
     try:
-        yield StoreConfig(endpoint=f"http://{public_host or host}:{port}", bucket=bucket, access_key=secrets.token_hex(8),
+        yield S3Settings(endpoint=f"http://{public_host or host}:{port}", bucket=bucket, access_key=secrets.token_hex(8),
                           secret_key=secrets.token_hex(16))
     finally:
         server.stop()

@@ -27,12 +27,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from dataset_packer.config import StoreConfig, default_data_dir
 from localrun.config import LocalConfig
 from localrun.progress import EpochBars
 from localrun.reconcile import check_records_agree
@@ -40,7 +38,6 @@ from localrun.report import Point, RunRecord, eval_point, train_points, write_re
 from localrun.run_lock import RunLock
 from localrun.services import (
     STATIC_DASHBOARD,
-    LocalBridge,
     check_port_free,
     free_port,
     start_bridge,
@@ -48,15 +45,21 @@ from localrun.services import (
     start_ps,
 )
 from localrun.sessions import Session, record_session
+from localrun.shards import prepare_shards
 from localrun.trackers import record_trackers
-from owtrain.errors import ConfigError, OwtrainError
+from owtrain.errors import OwtrainError
+from owtrain.naming import held_out_shard
 from owtrain.ps_shards import ShardSet, job_version
+from owtrain.s3 import S3Settings
+from param_server.checkpoint import list_checkpoints
 from param_server.dashboard import write_static
+
+if TYPE_CHECKING:
+    from wsk.job import Job
 
 log = logging.getLogger(__name__)
 
 SECRET_FILE = "secret"
-SHARDS_DIR = "shards"
 WATCH_INTERVAL_S = 0.5
 FINAL_EVAL_WAIT_S = 60.0
 # Ctrl-C: how long running activations may take to return after the job is closed (they return at
@@ -129,7 +132,7 @@ def _run(cfg: LocalConfig) -> Outcome:
             print("\ninterrupted: closing the job, checkpointing and stopping every process (resume with "
                   f"`owtrain local --resume {cfg.run_dir}`)", file=sys.stderr, flush=True)
         with _no_interrupts():
-            end = wind_down(cfg, admin, bridge, ps.url, evals, interrupted)
+            end = wind_down(cfg, admin, bridge, evals, interrupted)
             bars.close(end.status, end.final)
         if interrupted:
             ps.stop_timeout_s = INTERRUPT_STOP_S
@@ -149,7 +152,7 @@ def _run(cfg: LocalConfig) -> Outcome:
     saved_version = end.params[0] if end.params else None
     # after Ctrl-C: report.json and the weights only (the exports, plots and test score wait for the run's end)
     report = write_report(cfg.run_dir, record, model, shape, light=interrupted, model_version=saved_version,
-                          test_shard=next(shards_dir.glob("*-test.tar.gz"), None))  # + the one test evaluation
+                          test_shard=held_out_shard(shards_dir, "test"))  # + the one test evaluation
     write_static(cfg.run_dir / STATIC_DASHBOARD, end.status, end.history, report["test"])  # opens offline
     record_trackers(cfg, report)
     if model is not None and not interrupted:  # the final model becomes the next version in RUN_DIR/models (docs/serving.md)
@@ -157,7 +160,7 @@ def _run(cfg: LocalConfig) -> Outcome:
 
         test = report["test"] or {}
         scored = (end.final.get("evaluated_version") == saved_version  # the server scores the validation split
-                  and next(shards_dir.glob("*-val.tar.gz"), None) is not None)
+                  and held_out_shard(shards_dir, "val") is not None)
         val = {"accuracy": end.final.get("accuracy"), "loss": end.final.get("loss")} if scored else {}
         published = publish_run(cfg.run_dir, cfg.model, model, shards_dir, {"test": test, "validation": val},
                                 {"job": cfg.job, "ps_version": end.params[0] if end.params else None})
@@ -187,7 +190,7 @@ class WindDown:
     failed: list[str]
 
 
-def wind_down(cfg: LocalConfig, admin: ShardSet, bridge: LocalBridge, ps_url: str, evals: list[Point],
+def wind_down(cfg: LocalConfig, admin: ShardSet, bridge: Job, evals: list[Point],
               interrupted: bool) -> WindDown:
     """Stop the activations, settle on the final model, checkpoint it and read what the report needs.
 
@@ -201,51 +204,34 @@ def wind_down(cfg: LocalConfig, admin: ShardSet, bridge: LocalBridge, ps_url: st
     else:
         admin.admin("close", {"reason": "owtrain local: the run is over (target reached or epochs done)"})
         bridge.stop(drain=True)                                             # no more pushes
-    final = final_evaluation(admin, wait=INTERRUPT_EVAL_WAIT_S if interrupted else FINAL_EVAL_WAIT_S)
-    _note_eval(evals, final)
-    restored = None if interrupted else keep_target_model(admin, evals, cfg.target_accuracy, final)
-    if restored is not None:
+    reached = first_reaching(evals, cfg.target_accuracy)
+    if interrupted:
+        final = final_evaluation(admin, wait=INTERRUPT_EVAL_WAIT_S)
+    elif reached is None:  # every epoch trained: the last version is the model, scored on validation
         final = final_evaluation(admin, wait=FINAL_EVAL_WAIT_S)
+    else:  # the version that reached the target is the model unless a later one is scored as good already
+        final = admin.accuracy()
+    _note_eval(evals, final)
+    restored = None if interrupted or reached is None else keep_target_model(admin, reached, cfg.target_accuracy,
+                                                                             final)
+    if restored is not None and reached is not None:
+        # the restored version holds exactly the weights of the one that reached the target, so its
+        # validation score is that version's: no second evaluation to wait for
+        final = {**final, "version": restored["as_version"], "evaluated_version": restored["as_version"],
+                 "accuracy": reached.accuracy, "loss": reached.loss, "time": time.time()}
         _note_eval(evals, final)
     admin.admin("checkpoint")                                               # what --resume starts from
     versions, params = admin.pull_whole()  # the whole model, joined from every shard
-    return WindDown(final=final, restored=restored, history=_history(ps_url), status=admin.status(),
+    return WindDown(final=final, restored=restored, history=admin.history(), status=admin.status(),
                     params=(job_version(versions), params), activations=bridge.activations(),
                     failed=bridge.failures())
 
 
-def prepare_shards(cfg: LocalConfig) -> tuple[Path, int]:
-    """Fetch the dataset and pack one train shard per worker, the validation shard held out of the
-    training samples and the test shard (kept on resume); returns the folder and the training
-    samples per epoch (the validation samples are in no train shard)."""
-    from dataset_packer.pack import pack
-    from dataset_packer.sources import load_source
-    from dataset_packer.split import default_val_size
-
-    out = cfg.run_dir / SHARDS_DIR
-    dataset = load_source(cfg.dataset, default_data_dir())
-    if cfg.limit is not None:
-        # a quick trial: the first N train and N test samples (MNIST's order is already mixed)
-        dataset = replace(dataset, train_x=dataset.train_x[: cfg.limit], train_y=dataset.train_y[: cfg.limit],
-                          test_x=None if dataset.test_x is None else dataset.test_x[: cfg.limit],
-                          test_y=None if dataset.test_y is None else dataset.test_y[: cfg.limit])
-    if dataset.test_x is None:
-        raise ConfigError(f"{cfg.dataset} has no test split to evaluate on; give a source with one")
-    val_size = default_val_size(len(dataset.train_y)) if cfg.val_size is None else cfg.val_size
-    if not val_size < len(dataset.train_y) - cfg.workers:
-        raise ConfigError(f"--val-size {val_size} leaves too few of the {len(dataset.train_y)} training samples "
-                          f"for {cfg.workers} worker(s)")
-    if not sorted(out.glob("*-train-*.tar.gz")):
-        pack(dataset, cfg.workers, out, stratified=True, test_shard=True, val_size=val_size, val_seed=cfg.seed)
-    return out, len(dataset.train_y) - val_size
-
-
 @contextmanager
-def object_store(cfg: LocalConfig) -> Iterator[StoreConfig]:
+def object_store(cfg: LocalConfig) -> Iterator[S3Settings]:
     """The S3 endpoint for this run: `--s3-endpoint`, or an embedded moto server until the run ends."""
     if cfg.s3 is not None:
-        yield StoreConfig(endpoint=cfg.s3.endpoint, bucket=cfg.s3.bucket, access_key=cfg.s3.access_key,
-                          secret_key=cfg.s3.secret_key, region=cfg.s3.region)
+        yield cfg.s3
         return
     from localrun.embedded_s3 import embedded_s3
 
@@ -253,7 +239,7 @@ def object_store(cfg: LocalConfig) -> Iterator[StoreConfig]:
         yield store
 
 
-def upload(store: StoreConfig, shards_dir: Path, cfg: LocalConfig) -> None:
+def upload(store: S3Settings, shards_dir: Path, cfg: LocalConfig) -> None:
     """Upload the shards under the job's prefix; the bridge sees each new object and starts its chain."""
     from dataset_packer.stores import open_store
     from dataset_packer.upload import upload_dir
@@ -261,7 +247,7 @@ def upload(store: StoreConfig, shards_dir: Path, cfg: LocalConfig) -> None:
     upload_dir(open_store("s3", store), shards_dir, prefix=f"{cfg.job}/", progress=cfg.progress)
 
 
-def watch(cfg: LocalConfig, admin: ShardSet, bridge: LocalBridge, bars: EpochBars, evals: list[Point]) -> None:
+def watch(cfg: LocalConfig, admin: ShardSet, bridge: Job, bars: EpochBars, evals: list[Point]) -> None:
     """Show progress until the server's accuracy reaches the target or every chain has finished;
     `evals` collects each evaluation the server made (for the report)."""
     while True:
@@ -295,17 +281,24 @@ def final_evaluation(admin: ShardSet, wait: float) -> dict[str, Any]:
         time.sleep(0.1)
 
 
-def keep_target_model(admin: ShardSet, evals: list[Point], target: float | None,
+def first_reaching(evals: list[Point], target: float | None) -> Point | None:
+    """The first evaluation that reached the target (the one the stop decision was based on)."""
+    return next((p for p in evals if target is not None and p.accuracy is not None and p.accuracy >= target), None)
+
+
+def keep_target_model(admin: ShardSet, reached: Point, target: float | None,
                       final: dict[str, Any]) -> dict[str, Any] | None:
-    """Make the first version that reached the target current again if the final one scores lower.
+    """Make the version that reached the target current again unless the final one is it, or is
+    scored on the validation split at the target or above.
 
     Activations in flight when the target is reached keep pushing until they return, and
-    asynchronous SGD is noisy, so the last version can fall back below the target. The version the
-    stop decision was based on is the model the run reached; the parameter server's rollback
-    restores it (as a new version). Returns what was restored, or None.
+    asynchronous SGD is noisy, so the last version can fall back below the target, and it is not
+    scored yet when the run ends. The version the stop decision was based on is the model the run
+    reached; the parameter server's rollback restores it (as a new version). Returns what was
+    restored, or None.
     """
-    reached = next((p for p in evals if target is not None and p.accuracy is not None and p.accuracy >= target), None)
-    if reached is None or final.get("accuracy") is None or final["accuracy"] >= target:
+    scored = final.get("evaluated_version") == final.get("version") and final.get("accuracy") is not None
+    if int(final["version"]) == reached.version or (scored and target is not None and final["accuracy"] >= target):
         return None
     try:
         # every shard restores its own version N (their counters agree while each push reaches every shard)
@@ -314,10 +307,12 @@ def keep_target_model(admin: ShardSet, evals: list[Point], target: float | None,
         log.warning("cannot restore version %d that reached the target: %s", reached.version, exc)
         return None
     as_version = job_version([a["version"] for a in answers])
-    log.info("final version scored %.4f < target; restored version %d (%.4f) as version %d",
-             final["accuracy"], reached.version, reached.accuracy, as_version)
+    replaced = final["accuracy"] if scored else None
+    log.info("final version %d %s; restored version %d (%.4f) as version %d", int(final["version"]),
+             f"scored {replaced:.4f} < target" if replaced is not None else "is not scored on validation",
+             reached.version, reached.accuracy, as_version)
     return {"version": reached.version, "accuracy": reached.accuracy, "as_version": as_version,
-            "replaced_accuracy": final["accuracy"]}
+            "replaced_accuracy": replaced}
 
 
 def _note_eval(evals: list[Point], accuracy: dict[str, Any]) -> None:
@@ -340,7 +335,7 @@ def _model(cfg: LocalConfig, pulled: tuple[int, dict] | None) -> tuple[Any, tupl
 def _rollback_targets(status: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Which versions `owtrain ps rollback --version N` can restore: recent ones in memory, checkpoints on disk."""
     kept = status.get("kept_versions") or []
-    on_disk = sorted(int(p.stem.split("-")[-1]) for p in (run_dir / "checkpoints").glob("ckpt-*.safetensors"))
+    on_disk = [version for version, _ in list_checkpoints(run_dir / "checkpoints")]
     return {"in_memory": [min(kept), max(kept)] if kept else [], "checkpoints": on_disk}
 
 
@@ -351,13 +346,6 @@ def _job_secret(run_dir: Path) -> Path:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32))
     return path
-
-
-def _history(ps_url: str) -> dict[str, list]:
-    """The server's whole `/api/history` (one array per field) for the report."""
-    response = requests.get(f"{ps_url}/api/history", params={"since": 0}, timeout=30)
-    response.raise_for_status()
-    return response.json()
 
 
 def _public(cfg: LocalConfig) -> dict[str, Any]:

@@ -17,22 +17,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
-import requests
-
-from dataset_packer.config import StoreConfig
 from localrun.config import LocalConfig
 from owtrain import supervised
 from owtrain.errors import ConfigError, ServerUnavailable
+from owtrain.naming import TRAIN_KEY_PATTERN, held_out_shard
+from owtrain.ps_client import PSClient
+from owtrain.s3 import S3Settings
+
+if TYPE_CHECKING:
+    from wsk.invoker.base import Invoker
+    from wsk.job import Job
 
 log = logging.getLogger(__name__)
 
 PS_START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 TOKEN_TTL_S = 7 * 24 * 3600.0
-# Train shards only: the test shard sits in the same bucket but is the server's, not a worker's.
-TRAIN_KEYS = r"-train-\d+-of-\d+\.tar\.gz$"
 POLL_INTERVAL_S = 0.5
 # Evaluate on time only (every --eval-interval seconds): a version count would evaluate many times a
 # second on a busy server, and each pass over a 10k test shard costs about a second of one core.
@@ -40,7 +42,6 @@ EVAL_BY_TIME_ONLY = 10**9
 # Every checkpoint of a run stays on disk: each is a version `owtrain ps rollback` can restore
 # after it has left the server's memory (a LeNet5 checkpoint is about 0.25 MB).
 KEEP_ALL_CHECKPOINTS = 10**6
-PRESIGN_SECONDS = 3600
 TENSORBOARD_DIR = "tensorboard"
 STATIC_DASHBOARD = "dashboard.html"
 
@@ -135,7 +136,11 @@ class PSProcess:
         """Block until every shard answers (each imports torch; shard 0 loads the validation shard), and
         make sure each answer came from this run's child and not from another process on the same port."""
         for process, url, port in zip(self.processes, self.urls, self.ports, strict=True):
-            _wait_until_up(f"{url}/getVersion", process)
+            client = PSClient(url, self.admin_token)
+            try:
+                _wait_until_up(client, process)
+            finally:
+                client.close()
             holder = port_holder(port)
             if not process.alive() or (holder is not None and holder != process.proc.pid):
                 raise ServerUnavailable(f"port {port} is answered by pid {holder}, not by the parameter server "
@@ -152,20 +157,19 @@ def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path,
 
     It is not waited for here: the caller does other work while it starts, then `wait_ready()`.
     """
-    from param_server.auth import ADMIN, mint_token
+    from owtrain.tokens import ADMIN, mint_token
 
-    val_shard = next(shards_dir.glob("*-val.tar.gz"), None)
+    val_shard = held_out_shard(shards_dir, "val")
     if val_shard is None:  # --val-size 0: the only held-out data is the test set
         log.warning("no validation shard (--val-size 0): the target and the kept model are chosen on the test set, "
                     "so the test accuracy printed at the end is optimistic")
-        val_shard = next(shards_dir.glob("*-test.tar.gz"))
+        val_shard = held_out_shard(shards_dir, "test")
     ports = [cfg.ps_port + i for i in range(cfg.ps_shards)]
     urls = [f"http://{cfg.advertise_host}:{port}" for port in ports]
     common = [sys.executable, "-m", "commands", "ps", "--job", cfg.job, "--secret-file", str(secret_file),
               "--model", cfg.model, "--seed", str(cfg.seed), "--host", cfg.bind_host, "--strategy", cfg.strategy,
-              "--max-epochs", str(cfg.max_epochs), "--checkpoint-every", str(cfg.checkpoint_every),
-              "--keep-checkpoints", str(KEEP_ALL_CHECKPOINTS), "--keep-versions", str(cfg.keep_versions),
-              "--shard-urls", ",".join(urls)]
+              "--max-epochs", str(cfg.max_epochs), "--keep-checkpoints", str(KEEP_ALL_CHECKPOINTS),
+              "--keep-versions", str(cfg.keep_versions), "--shard-urls", ",".join(urls)]
     if cfg.mode == "grad":  # the server's optimiser takes the steps; in delta mode the workers' do
         common += ["--lr", str(cfg.lr), "--momentum", str(cfg.momentum)]
     if cfg.target_accuracy is not None:
@@ -194,126 +198,24 @@ def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path,
             process.stop(timeout)
 
 
-class LocalBridge:
-    """The event bridge and its driver for one run, plus what `owtrain local` asks of them."""
-
-    def __init__(self, bridge: Any, state: Any, invoker: Any, workers: int, drain_s: float) -> None:
-        self.bridge, self.state, self.invoker, self.workers = bridge, state, invoker, workers
-        self.drain_s = drain_s
-        self.samples_before = state.summary(1).samples  # trained before this process (a resumed run)
-        self._stopped = False
-
-    def finished(self) -> bool:
-        """True when every shard's chain has ended (its epochs done, stopped or failed for good)."""
-        from wsk.state import FINAL
-
-        shards = self.state.shards()
-        return len(shards) >= self.workers and all(s.status in FINAL for s in shards)
-
-    def chain_states(self) -> dict[str, int]:
-        """How many shard chains are in each state (pending, running, done, stopped, failed)."""
-        counts: dict[str, int] = {}
-        for shard in self.state.shards():
-            counts[shard.status] = counts.get(shard.status, 0) + 1
-        return counts
-
-    def failures(self) -> list[str]:
-        """`key: error` of every chain the driver gave up on."""
-        return [f"{s.key}: {s.error}" for s in self.state.shards("failed")]
-
-    def check(self) -> None:
-        """Raise if the bridge's background threads died (nothing would make progress any more)."""
-        dead = [t.name for t in self.bridge.threads if not t.is_alive()]
-        if dead:
-            raise ServerUnavailable(f"event bridge thread(s) {', '.join(dead)} stopped; see the log above")
-
-    def stop(self, drain: bool = False) -> None:
-        """Stop the bridge and the invoker (which lets running activations return first).
-
-        `drain` (the job is over): the driver first records how the running activations ended and
-        marks every chain stopped. Without it the chains stay as they are (see `pause` for Ctrl-C).
-        """
-        if self._stopped:
-            return
-        self._stopped = True
-        if drain:
-            # The driver's own stop rule: with the target "reached" it stops chains instead of relaunching.
-            self.bridge.driver.target_reached = True
-            deadline = time.monotonic() + self.drain_s
-            while self.state.shards("running") and time.monotonic() < deadline and self._dispatching():
-                time.sleep(0.2)
-        self.bridge.stop()
-        self.invoker.close()
-
-    def pause(self, reason: str, grace_s: float) -> None:
-        """Ctrl-C: stop within about `grace_s` seconds and leave every chain resumable.
-
-        The driver closes the job on the parameter server, so the running activations return at
-        their next push with the cursor after their last acknowledged push, and records those
-        cursors (the chains stay pending). Activations that have not returned after `grace_s` are
-        killed: their acknowledged pushes are in the server's ledger, so the resumed chain repeats
-        them from the last recorded cursor as duplicates, which the server does not apply twice.
-        """
-        if self._stopped:
-            return
-        self._stopped = True
-        driver = self.bridge.driver
-        driver.pause(reason)
-        deadline = time.monotonic() + grace_s
-        if self._dispatching():
-            driver.paused.wait(max(deadline - time.monotonic(), 0.0))
-            while self.state.shards("running") and time.monotonic() < deadline and self._dispatching():
-                time.sleep(0.05)
-        self.bridge.stop()
-        self.invoker.close(grace_s=0.0)
-
-    def _dispatching(self) -> bool:
-        return any(t.is_alive() for t in self.bridge.threads)
-
-    def activations(self) -> list[dict[str, Any]]:
-        """Every activation of every chain, for the report (times in Unix seconds)."""
-        out = []
-        for shard in self.state.shards():
-            for row in self.state.history(shard.key):
-                out.append({"worker": shard.worker, "shard": shard.key, "activation_id": row["activation_id"],
-                            "status": row["status"] or "interrupted", "samples": row["samples"] or 0,
-                            "start": row["started"], "end": row["ended"], "phases": row["phases"]})
-        return out
-
-
 @contextmanager
-def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store_cfg: StoreConfig,
-                 invoker: Any) -> Iterator[LocalBridge]:
-    """The bridge in poller mode and its driver (state in the run folder), dispatching to `invoker`."""
-    from dataset_packer.stores.s3 import S3Store
-    from wsk.bridge import Bridge
-    from wsk.cli import accuracy_reader, job_closer
+def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store: S3Settings, invoker: Invoker) -> Iterator[Job]:
+    """The run's job on the invocation side: the bridge in poller mode over the job's prefix and its
+    driver (state in the run folder), dispatching to `invoker`."""
     from wsk.config import BridgeConfig, DriverConfig
-    from wsk.driver import Driver
-    from wsk.sources import bucket_lister, store_resolver
-    from wsk.state import DriverState
+    from wsk.job import start_job
 
-    store = S3Store(store_cfg)  # the bridge's lister and resolver speak S3 (ListObjectsV2, presign)
-    store.ensure_bucket()
-    state = DriverState(cfg.run_dir / "driver.db")
     driver_cfg = DriverConfig(job=cfg.job, ps_url=ps_url, secret=secret, action=cfg.action, workers=cfg.workers,
                               epochs=cfg.max_epochs, target_accuracy=cfg.target_accuracy,
                               accuracy_interval_s=1.0, token_ttl_s=TOKEN_TTL_S, action_params=cfg.action_params())
-    driver = Driver(invoker, state, driver_cfg, resolver=store_resolver(store, PRESIGN_SECONDS),
-                    accuracy=accuracy_reader(ps_url), closer=job_closer(driver_cfg))
-    bridge = Bridge(BridgeConfig(token=secret, key_pattern=TRAIN_KEYS, poll_interval_s=POLL_INTERVAL_S),
-                    store_cfg.bucket, state, driver, lister=bucket_lister(store, prefix=f"{cfg.job}/"))
-    local = LocalBridge(bridge, state, invoker, cfg.workers, drain_s=cfg.action_timeout_ms / 1000 + 10)
-    bridge.start()
-    try:
-        yield local
-    finally:
-        local.stop()
-        state.close()
+    bridge_cfg = BridgeConfig(token=secret, key_pattern=TRAIN_KEY_PATTERN, poll_interval_s=POLL_INTERVAL_S)
+    with start_job(driver_cfg, bridge_cfg, invoker, store, cfg.run_dir / "driver.db", prefix=f"{cfg.job}/",
+                   drain_s=cfg.action_timeout_ms / 1000 + 10) as job:
+        yield job
 
 
 @contextmanager
-def start_invoker(cfg: LocalConfig) -> Iterator[Any]:
+def start_invoker(cfg: LocalConfig) -> Iterator[Invoker]:
     """OpenWhisk (credentials from ~/.wskprops or WSK_* variables) or local action processes.
 
     The local invoker pre-warms one container per worker as soon as it exists, so starting it
@@ -337,17 +239,16 @@ def start_invoker(cfg: LocalConfig) -> Iterator[Any]:
         invoker.close()
 
 
-def _wait_until_up(url: str, process: ServiceProcess, timeout: float = PS_START_TIMEOUT_S) -> None:
+def _wait_until_up(client: PSClient, process: ServiceProcess, timeout: float = PS_START_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():
             raise ServerUnavailable(f"the parameter server exited at start; see {process.log_path}")
-        try:
-            requests.get(url, timeout=2)
+        if client.answers():
             return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise ServerUnavailable(f"the parameter server did not answer {url} within {timeout:.0f}s; see {process.log_path}")
+        time.sleep(0.2)
+    raise ServerUnavailable(f"the parameter server did not answer at {client.base_url} within {timeout:.0f}s; "
+                            f"see {process.log_path}")
 
 
 def _read(path: Path) -> str:

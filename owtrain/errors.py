@@ -113,3 +113,14 @@ class DatasetUnavailable(OwtrainError):
 
 class RecordsDisagree(OwtrainError):
     """A resumed run's records count updates that its recovered parameter server does not have."""
+
+
+# Errors that name a passing condition: an activation that failed with one is retried from its cursor.
+TRANSIENT: tuple[type[OwtrainError], ...] = (Throttled, StoreUnreachable, ServerUnavailable)
+TRANSIENT_NAMES = frozenset(cls.__name__ for cls in TRANSIENT)
+
+
+def error_fields(exc: BaseException) -> dict[str, object]:
+    """The typed part of an error result: `error_type` (the class name) and `transient` (retry it?),
+    carried as data beside the `error` text so that a driver classifies failures by type."""
+    return {"error_type": type(exc).__name__, "transient": isinstance(exc, TRANSIENT)}

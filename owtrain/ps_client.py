@@ -101,6 +101,19 @@ class PSClient:
         """The server's status JSON (version, workers, update counts, staleness, history)."""
         return self._call("GET", "/status").json()
 
+    def history(self, since: float = 0) -> dict[str, list]:
+        """`/api/history` from `since` (Unix seconds): one array per field (time, version, loss, …)."""
+        return self._call("GET", "/api/history", params={"since": since}, timeout=max(self.timeout, 30)).json()
+
+    def answers(self) -> bool:
+        """Whether the server answers at all right now: one short attempt, no retries and no log line
+        (for waiting on a server that is starting)."""
+        try:
+            self.session.get(self.base_url + "/getVersion", timeout=2, verify=self.verify)
+            return True
+        except requests.RequestException:
+            return False
+
     def admin(self, action: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """`POST /admin/<action>` (checkpoint, rollback, close, stop); needs the admin token."""
         return self._call("POST", f"/admin/{action}", json=dict(body or {})).json()

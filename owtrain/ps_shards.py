@@ -168,6 +168,10 @@ class ShardSet:
         versions = [int(s["version"]) for s in every]
         return {**every[0], "version": job_version(versions), "versions": versions, "shards": every}
 
+    def history(self, since: float = 0) -> dict[str, list]:
+        """Shard 0's `/api/history` (every shard counts the same pushes; shard 0 has the accuracy)."""
+        return self.clients[0].history(since)
+
     def admin(self, action: str, body: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """`POST /admin/<action>` on every shard (close, stop, checkpoint); their answers in shard order."""
         return self._each(lambda c: c.admin(action, body))

@@ -22,7 +22,7 @@ from owtrain.ps_shards import job_version
 from owtrain.ps_urls import parse_urls
 from owtrain.retry import RetryPolicy
 from owtrain.shard_plan import check_published
-from param_server.auth import ADMIN, mint_token
+from owtrain.tokens import ADMIN, mint_token
 from param_server.config import PSConfig
 from param_server.model_state import Snapshot
 from param_server.shard_slice import ShardSlice

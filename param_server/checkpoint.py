@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from owtrain.errors import CheckpointCorrupt
-from param_server.config import S3Target
+from owtrain.s3 import S3Settings
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^ckpt-(\d{10})\.safetensors$")
@@ -95,19 +95,19 @@ def prune(folder: Path, keep: int) -> None:
 class S3Uploader:
     """Uploads checkpoint files to S3 on one background thread (never on the request path)."""
 
-    def __init__(self, target: S3Target) -> None:
+    def __init__(self, target: S3Settings, prefix: str) -> None:
         from minio import Minio
 
-        self.target = target
-        self.client = Minio(target.endpoint, access_key=target.access_key, secret_key=target.secret_key,
-                            secure=target.secure)
+        self.target, self.prefix = target, prefix
+        self.client = Minio(target.host, access_key=target.access_key, secret_key=target.secret_key,
+                            secure=target.secure, region=target.region)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-upload")
 
     def submit(self, path: Path) -> Future:
         return self.pool.submit(self._upload, path)
 
     def _upload(self, path: Path) -> None:
-        key = f"{self.target.prefix}{path.name}"
+        key = f"{self.prefix}{path.name}"
         try:
             self.client.fput_object(self.target.bucket, key, str(path),
                                     content_type="application/vnd.owtrain.safetensors")

@@ -50,6 +50,8 @@ class Core:
         self.last_ckpt_version = -1
         self.last_ckpt_time = time.monotonic()
         self.dirty = False  # something was taken since the last checkpoint (maybe only a pending push)
+        self.moved = False  # the version moved since the last snapshot (published once per apply batch)
+        self.journal_bytes = 0  # journal payload appended since the last checkpoint
         self.closed: str | None = None  # why the job stopped taking updates (not checkpointed)
         self.replayed = 0  # journal records applied again at the last start
         self._replaying = False
@@ -61,7 +63,7 @@ class Core:
         self._ckpt_offset = 0  # journal offset the loaded checkpoint covers
         self._published(restore=True)
 
-    def push(self, update: Update, raw: bytes = b"") -> tuple[dict[str, Any], int]:
+    def push(self, update: Update, raw: bytes | bytearray = b"") -> tuple[dict[str, Any], int]:
         """Take one validated update exactly once; raises StaleUpdate / BadRequest from the strategy.
 
         Returns the answer and the journal offset that must be durable before it is sent (-1: none).
@@ -84,16 +86,29 @@ class Core:
                                 "samples": update.samples, "loss": update.loss, "status": outcome.status,
                                 "version": self.model.version}, raw)
         self.dirty = True
-        if self.model.version != before:
-            self._published()
+        self.moved = self.moved or self.model.version != before
         return {"status": outcome.status, "version": self.model.version, "staleness": outcome.staleness,
                 "refresh": outcome.refresh}, offset
 
-    def _journal(self, header: dict[str, Any], payload: bytes = b"") -> int:
+    def _journal(self, header: dict[str, Any], payload: bytes | bytearray = b"") -> int:
         if self.journal is None or self._replaying:
             return -1
         header["time"] = time.time()
+        self.journal_bytes += len(payload)
         return self.journal.append(header, payload)
+
+    def end_batch(self) -> None:
+        """After a batch of pushes on the apply thread: publish the version it reached (one
+        snapshot, however many updates the batch applied), commit the batch's journal records (one
+        fdatasync, on this thread), then checkpoint if the journal has grown by
+        `checkpoint_journal_bytes` since the last one (only recovery time depends on it)."""
+        if self.moved:
+            self._published()
+        if self.journal is not None and not self._replaying:
+            self.journal.commit()  # the batch's records, one fdatasync, before its pushes are answered
+        if (self.journal is not None and self.cfg.checkpoint_dir and self.dirty
+                and self.journal_bytes >= self.cfg.checkpoint_journal_bytes):
+            self.checkpoint()
 
     def close(self, reason: str) -> None:
         """Take no more updates (retries of ones already taken are still acknowledged), so that
@@ -165,6 +180,7 @@ class Core:
             self.journal.retain_from(int(checkpoint.read_state(oldest).get("journal_offset", 0)))
         self.last_ckpt_version, self.last_ckpt_time = self.model.version, time.monotonic()
         self.dirty = False
+        self.journal_bytes = 0
         if self.uploader:
             self.uploader.submit(path)
         log.info("checkpoint %s", path.name)
@@ -175,11 +191,12 @@ class Core:
         journal after the offset it covers. False if there was nothing to restore."""
         loaded = self._load_newest_checkpoint()
         if self.journal is None:
-            if loaded and self.cfg.checkpoint_every > 0:
+            every = self.cfg.checkpoint_every_versions()
+            if loaded and every > 0:
                 # Without a journal, versions after the checkpoint may have been seen and are lost: skip
                 # past every number they can have had (a count-based checkpoint follows at most
                 # checkpoint_every versions later), so no number is given to other weights.
-                self.model.version += self.cfg.checkpoint_every
+                self.model.version += every
                 self._published(restore=True)
                 log.warning("no journal: updates after checkpoint version %d may be lost; continuing as "
                             "version %d", self.last_ckpt_version, self.model.version)
@@ -233,6 +250,7 @@ class Core:
                                     samples=int(h.get("samples", 0)), loss=h.get("loss"))
                     before = self.model.version
                     answer, _ = self.push(update)
+                    self.end_batch()
                     if answer["status"] != h["status"] or answer["version"] != h["version"]:
                         raise JournalCorrupt(f"journal offset {record.offset}: replay gave {answer['status']} at "
                                              f"version {answer['version']}, the record says {h['status']} at "
@@ -265,6 +283,7 @@ class Core:
 
     def _published(self, restore: bool = False) -> None:
         """A new version exists: snapshot it for pulls and rollback, count it, maybe checkpoint."""
+        self.moved = False
         snap = self.model.snapshot()
         self.versions.add(snap)
         if self.journal is None or self._replaying or restore:
@@ -272,6 +291,7 @@ class Core:
             self.telemetry.set_version(snap.version)
         else:
             self._pending.append((self.journal.next_offset, snap))
-        due = self.model.version - max(self.last_ckpt_version, 0) >= self.cfg.checkpoint_every
-        if not (restore or self._replaying) and self.cfg.checkpoint_dir and self.cfg.checkpoint_every > 0 and due:
+        every = self.cfg.checkpoint_every_versions()
+        due = every > 0 and self.model.version - max(self.last_ckpt_version, 0) >= every
+        if not (restore or self._replaying) and self.cfg.checkpoint_dir and due:
             self.checkpoint()

@@ -140,12 +140,19 @@ class Journal:
     """The append side (one writer thread, group commit) and the read side (replay, tools)."""
 
     def __init__(self, folder: Path, segment_bytes: int = 64 * 1024 * 1024,
-                 on_durable: Callable[[int], None] | None = None) -> None:
+                 on_durable: Callable[[int], None] | None = None, background: bool = True) -> None:
+        """`background`: the writer thread writes as soon as records are appended (group commit of
+        whatever queued meanwhile). Without it, records wait for `commit()` (or `flush()`), which the
+        appending thread calls itself: the parameter server's apply thread commits once per batch, so
+        a push crosses no extra thread on its way to disk. `on_durable` is called by the writer
+        thread after each of its group commits."""
         self.folder = folder
         self.segment_bytes = segment_bytes
         self.on_durable = on_durable
+        self.background = background
         self._cond = threading.Condition()
-        self._queue: list[tuple[int, bytes, bytes]] = []
+        self._write_lock = threading.Lock()  # one writer of the files at a time, in offset order
+        self._queue: list[tuple[int, bytes, bytes | bytearray]] = []
         self._next = 0  # offset the next append gets
         self._durable = 0  # every offset below this is on disk
         self._fd = -1
@@ -243,48 +250,68 @@ class Journal:
         """Every record with an offset below this is on disk."""
         return self._durable
 
-    def append(self, header: dict[str, Any], payload: bytes = b"") -> int:
+    def append(self, header: dict[str, Any], payload: bytes | bytearray = b"") -> int:
         """Queue one record and return its offset; it is durable once `durable` passes it."""
         encoded = encode_header(header)
         with self._cond:
             offset = self._next
             self._next += 1
             self._queue.append((offset, encoded, payload))
-            self._cond.notify_all()
+            if self.background:
+                self._cond.notify_all()
         return offset
 
     def flush(self) -> None:
         """Block until every record appended so far is on disk (not for the gevent loop)."""
+        if not self.background:
+            self.commit()
+            return
         with self._cond:
             target = self._next
             while self._durable < target:
                 self._cond.wait()
+
+    def commit(self) -> None:
+        """Write and fdatasync everything appended so far on the calling thread; on return it is
+        all durable (part of it may have been written by the writer thread meanwhile)."""
+        with self._write_lock:
+            with self._cond:
+                batch, self._queue = self._queue, []
+            if batch:
+                self._write_batch(batch)
 
     def _write_loop(self) -> None:
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
                     self._cond.wait()
-                batch, self._queue = self._queue, []
-                if not batch and self._closing:
+                if not self._queue:
                     return
-            try:
-                for offset, header, payload in batch:
-                    self._write_record(offset, header, payload)
-                os.fdatasync(self._fd)
-            except OSError as exc:
-                # An acknowledgement now would be a lie and a retry cannot be trusted: crash, and let
-                # the restart recover what is on disk (as databases do when fsync fails).
-                log.critical("journal write failed (%s): stopping the server; a restart recovers", exc)
-                os._exit(70)
-            with self._cond:
-                self._durable = batch[-1][0] + 1
-                self.fsyncs += 1
-                self._cond.notify_all()
-            if self.on_durable is not None:
-                self.on_durable(self._durable)
+            with self._write_lock:
+                with self._cond:
+                    batch, self._queue = self._queue, []
+                if batch:
+                    self._write_batch(batch)
+                    if self.on_durable is not None:
+                        self.on_durable(self._durable)
 
-    def _write_record(self, offset: int, header: bytes, payload: bytes) -> None:
+    def _write_batch(self, batch: list[tuple[int, bytes, bytes | bytearray]]) -> None:
+        """Write records (under `_write_lock`, in offset order), fdatasync once, advance `durable`."""
+        try:
+            for offset, header, payload in batch:
+                self._write_record(offset, header, payload)
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            # An acknowledgement now would be a lie and a retry cannot be trusted: crash, and let
+            # the restart recover what is on disk (as databases do when fsync fails).
+            log.critical("journal write failed (%s): stopping the server; a restart recovers", exc)
+            os._exit(70)
+        with self._cond:
+            self._durable = batch[-1][0] + 1
+            self.fsyncs += 1
+            self._cond.notify_all()
+
+    def _write_record(self, offset: int, header: bytes, payload: bytes | bytearray) -> None:
         if self._pos >= self.segment_bytes:
             self._close_segment()
             self._open_segment(offset)
@@ -384,7 +411,7 @@ def _index_lookup(index: Path, offset: int) -> int:
     return position
 
 
-def _write_all(fd: int, parts: list[bytes], size: int) -> None:
+def _write_all(fd: int, parts: list[bytes | bytearray], size: int) -> None:
     written = os.writev(fd, parts)
     if written == size:
         return

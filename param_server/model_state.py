@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from owtrain.codec import encode_tensors
+from owtrain.codec import encode_into, encode_tensors
 from owtrain.models import param_spec
 from param_server import aggregate
 from param_server.optim import load_optimizer_state, optimizer_state, reset_optimizer_state, warmup_factor
@@ -23,14 +23,18 @@ Tensors = dict[str, torch.Tensor]
 
 @dataclass
 class Snapshot:
-    """The parameters at one version (cloned; never mutated). `body()` is the pull payload."""
+    """The parameters at one version (copied; never mutated). `body()` is the pull payload.
+
+    `ModelState.snapshot` copies the parameters once, straight into the encoded pull payload, and
+    `tensors` are views of it: a pull sends the cached bytes, and nothing is cloned or encoded
+    twice. (A snapshot made from plain tensors encodes on first use.)"""
 
     version: int
     tensors: Tensors
-    _body: bytes | None = field(default=None, repr=False)
+    _body: bytes | bytearray | None = field(default=None, repr=False)
 
-    def body(self) -> bytes:
-        """The safetensors payload (metadata `version`), encoded on first use and cached."""
+    def body(self) -> bytes | bytearray:
+        """The safetensors payload (metadata `version`); never modified once made."""
         if self._body is None:
             self._body = encode_tensors(self.tensors, {"version": str(self.version)})
         return self._body
@@ -73,10 +77,9 @@ class ModelState:
         return self.version
 
     def snapshot(self) -> Snapshot:
-        """A frozen copy of the current parameters."""
-        with torch.no_grad():
-            tensors = {n: p.detach().clone() for n, p in self.params.items()}
-        return Snapshot(self.version, tensors)
+        """A frozen copy of the current parameters, made as the encoded pull payload (one copy)."""
+        body, tensors = encode_into(self.params, {"version": str(self.version)})
+        return Snapshot(self.version, tensors, body)
 
     @torch.no_grad()
     def restore_params(self, tensors: Tensors) -> None:

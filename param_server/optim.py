@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-OPTIMIZERS = ("sgd", "adam")
+from owtrain.action_params import OPTIMIZERS  # the same optimisers as the workers' (delta mode)
 
 
 def build_optimizer(

@@ -2,12 +2,14 @@
 the threads that keep tensor math off the gevent loop.
 
 All mutation of the model goes through `apply(fn, *args)`, which runs `fn` on a single OS thread
-(a gevent ThreadPool of one): updates are serialised without locks, and the loop stays free to
-accept connections while a step runs. Version changes wake long-polling pulls via `watch`.
+(`apply_thread.ApplyThread`, fed in batches): updates are serialised without locks, and the loop
+stays free to accept connections while a step runs. Each batch publishes one version snapshot;
+version changes wake long-polling pulls via `watch`.
 
-With a journal, `push` answers only once the update's record is on disk: the journal's writer
-thread reports each group commit to the loop (`run_callback_threadsafe`), which makes the versions
-that became durable visible and wakes the pushes and pulls waiting for them.
+With a journal, `push` answers only once the update's record is on disk: the apply thread commits
+each batch's records itself (one fdatasync per batch) before it wakes the loop, which makes the
+versions that became durable visible and resumes the batch's pushes; records appended outside a
+batch are written by whoever flushes them, or at close.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from typing import Any, TypeVar
 
 import gevent
 from gevent.event import Event
-from gevent.threadpool import ThreadPool
 
 from owtrain.models import build_model, input_shape
 from param_server.admission import Admission
+from param_server.apply_thread import ApplyThread
 from param_server.assembler import evaluation_source
 from param_server.checkpoint import S3Uploader
 from param_server.config import PSConfig
@@ -39,6 +41,7 @@ from param_server.tensorboard_log import TensorBoardLog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Body = bytes | bytearray  # a push body as read (the hot path reads into a bytearray)
 TICK_S = 0.1
 STATIC_COPY_INTERVAL_S = 5.0
 
@@ -70,11 +73,12 @@ class Runtime:
         run = {"target_accuracy": cfg.target_accuracy, "samples_per_epoch": cfg.samples_per_epoch,
                "max_epochs": cfg.max_epochs}
         self.telemetry = Telemetry(tensorboard=tensorboard, run=run)
-        uploader = S3Uploader(cfg.s3) if cfg.s3 else None
+        uploader = S3Uploader(cfg.s3, cfg.s3_prefix) if cfg.s3 else None
         self._loop = gevent.get_hub().loop
         self.durable_watch = VersionWatch()
         folder = cfg.journal_folder()
-        self.journal = Journal(folder, cfg.journal_segment_bytes, self._durable_from_writer) if folder else None
+        self.journal = (Journal(folder, cfg.journal_segment_bytes, self._durable_from_writer, background=False)
+                        if folder else None)
         if self.journal is not None:
             self.journal.open()
         self.core = Core(cfg, ModelState(model, optimizer, cfg.warmup_steps, cfg.server_lr),
@@ -84,7 +88,7 @@ class Runtime:
         self.input_shape = input_shape(cfg.model)
         self.admission = Admission(cfg.worker_rate, cfg.worker_burst, cfg.global_rate, cfg.global_burst)
         self.watch = VersionWatch()
-        self.apply_pool = ThreadPool(1)
+        self.apply_thread = ApplyThread(self.core.end_batch, self._after_batch)
         self.evaluator: Evaluator | None = None
         if cfg.eval_shard and cfg.shard == 0:  # a sharded job is evaluated once, by shard 0, on the whole model
             eval_model = build_model(cfg.model, cfg.num_classes, cfg.seed)
@@ -103,14 +107,15 @@ class Runtime:
         return self.core.latest()
 
     def apply(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` on the apply thread and wake pulls waiting for a newer version."""
-        try:
-            return self.apply_pool.apply(fn, args)
-        finally:
-            if self.core.advance_visible():
-                self.watch.publish()
+        """Run `fn(*args)` on the apply thread (in the next batch); pulls waiting for a newer
+        version are woken once the batch is published (`_after_batch`)."""
+        return self.apply_thread.run(fn, *args)
 
-    def push(self, body: bytes, decode: Callable[[bytes], Update]) -> tuple[Update, dict[str, Any]]:
+    def _after_batch(self) -> None:
+        if self.core.advance_visible():
+            self.watch.publish()
+
+    def push(self, body: Body, decode: Callable[[Body], Update]) -> tuple[Update, dict[str, Any]]:
         """Decode and take one push on the apply thread (one hand-off from the loop, not two);
         return the update and its answer once it is durable."""
         update, answer, offset = self.apply(self._decode_and_push, body, decode)
@@ -119,7 +124,7 @@ class Runtime:
                 self.durable_watch.wait(1.0)
         return update, answer
 
-    def _decode_and_push(self, body: bytes, decode: Callable[[bytes], Update]) -> tuple[Update, dict[str, Any], int]:
+    def _decode_and_push(self, body: Body, decode: Callable[[Body], Update]) -> tuple[Update, dict[str, Any], int]:
         update = decode(body)
         answer, offset = self.core.push(update, body)
         return update, answer, offset
@@ -141,7 +146,8 @@ class Runtime:
         body = self.telemetry.status()
         body.update({"job": self.cfg.job, "model": self.cfg.model, "strategy": self.core.strategy.describe(),
                      "kept_versions": self.core.versions.versions(), "closed": self.core.closed,
-                     "journal": self.journal_stats(), "replayed": self.core.replayed, "shard": self.shard.describe()})
+                     "journal": self.journal_stats(), "replayed": self.core.replayed, "shard": self.shard.describe(),
+                     "apply": {"batches": self.apply_thread.batches, "jobs": self.apply_thread.jobs}})
         return body
 
     def write_static_dashboard(self, force: bool = False) -> None:
@@ -188,7 +194,7 @@ class Runtime:
             self.core.uploader.close()
         if self.journal is not None:
             self.journal.close()
-        self.apply_pool.kill()
+        self.apply_thread.close()
         self.write_static_dashboard(force=True)
         if self.telemetry.tensorboard is not None:
             self.telemetry.tensorboard.close()

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
+from typing import Any
 
 import gevent
-from flask import Flask
 from gevent.pywsgi import WSGIServer
 
 from owtrain.wsgi import NoDelayWSGIServer
@@ -21,7 +22,7 @@ from param_server.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def make_server(cfg: PSConfig, app: Flask) -> WSGIServer:
+def make_server(cfg: PSConfig, app: Callable[..., Any]) -> WSGIServer:
     """A gevent WSGI server for `app` on cfg.host:cfg.port, with TLS when a cert and key are set."""
     tls = {}
     if cfg.tls_cert or cfg.tls_key:
@@ -31,7 +32,7 @@ def make_server(cfg: PSConfig, app: Flask) -> WSGIServer:
     return NoDelayWSGIServer((cfg.host, cfg.port), app, log=None, error_log=logging.getLogger("param_server.http"), **tls)
 
 
-def serve_runtime(rt: Runtime, app: Flask) -> None:
+def serve_runtime(rt: Runtime, app: Callable[..., Any]) -> None:
     """Serve `app` until `rt.request_stop()` (or SIGTERM / SIGINT), then shut everything down."""
     server = make_server(rt.cfg, app)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -51,7 +52,7 @@ def serve_runtime(rt: Runtime, app: Flask) -> None:
 
 def serve(cfg: PSConfig) -> None:
     """Build the runtime and app for `cfg` and serve them (blocks until stopped)."""
-    from param_server.app import create_app
+    from param_server.app import create_wsgi
 
     rt = Runtime(cfg)
-    serve_runtime(rt, create_app(rt))
+    serve_runtime(rt, create_wsgi(rt))

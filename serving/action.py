@@ -94,12 +94,13 @@ def _predictor(args: dict) -> Predictor:
                             "(wsk action update predict --param repository …)")
     now = time.monotonic()
     if _warm is None or _warm.location != location:
-        from serving.server import S3Access, open_storage
+        from owtrain.s3 import S3Settings
+        from serving.server import open_storage
 
         s3 = None
         if args.get("s3_endpoint"):
-            s3 = S3Access(str(args["s3_endpoint"]), str(args.get("s3_access_key", "")),
-                          str(args.get("s3_secret_key", "")))
+            s3 = S3Settings(endpoint=str(args["s3_endpoint"]), bucket="", access_key=str(args.get("s3_access_key", "")),
+                            secret_key=str(args.get("s3_secret_key", "")))
         live = LiveModels(Repository(open_storage(location, s3)), parse_policy(str(args.get("policy", "latest:2"))),
                           lambda: Fixed(MAX_INSTANCES), MAX_INSTANCES, 0.0)
         live.refresh()

@@ -19,21 +19,23 @@ DEFAULT_MODEL_DIR = "models"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from serving.config import add_options
+    from owtrain.settings import HelpFormatter, add_options
+    from serving.config import ServeConfig
 
     p = subparsers.add_parser(
-        "serve", help="serve trained models: a TensorFlow-Serving-shaped REST API with adaptive batching",
+        "serve", formatter_class=HelpFormatter,
+        help="serve trained models: a TensorFlow-Serving-shaped REST API with adaptive batching",
         description="Serve the versions in a model repository (RUN_DIR/models of an `owtrain local` run, a "
                     "folder, or s3://bucket/prefix): POST /v1/models/NAME:predict, …/versions/V:predict, "
                     "…/labels/LABEL:predict; GET /v1/models/NAME[/metadata]; /metrics; /panel. "
                     "Sub-commands move the stable/canary labels. Details: docs/serving.md.")
     _location_options(p)
-    add_options(p)
+    add_options(p, ServeConfig)
     from serving.config import EventsConfig
 
-    add_options(p.add_argument_group("event-driven inference"), EventsConfig, "events")
+    add_options(p.add_argument_group("event-driven inference"), EventsConfig, prefix="events")
     p.add_argument("--secret-file", type=Path, default=None,
-                   help="file with the token secret: callers with a valid token (param_server.auth, job --job) "
+                   help="file with the token secret: callers with a valid token (owtrain.tokens, job --job) "
                         "get the authenticated rate limit")
     p.set_defaults(func=cmd_serve)
     sub = p.add_subparsers(dest="serve_command", metavar="LABEL_COMMAND")
@@ -79,14 +81,16 @@ def _repository_location(args: argparse.Namespace) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    from serving.config import EventsConfig, from_args
+    from owtrain.settings import values
+    from serving.config import EventsConfig, ServeConfig
     from serving.server import open_storage, s3_from_env, serve
 
     try:
         location = _repository_location(args)
         secret = args.secret_file.read_text().strip() if args.secret_file else None
-        cfg = from_args(args, repository=location, secret=secret)
-        events = from_args(args, EventsConfig, "events", token=os.environ.get("OWTRAIN_EVENTS_TOKEN", ""))
+        cfg = ServeConfig(repository=location, secret=secret, **values(ServeConfig, args))
+        events = EventsConfig(token=os.environ.get("OWTRAIN_EVENTS_TOKEN", ""),
+                              **values(EventsConfig, args, prefix="events"))
         s3 = s3_from_env(args.s3_endpoint)
         if events.bucket and s3 is None:
             raise ConfigError("--events-bucket needs --s3-endpoint (and OWTRAIN_S3_ACCESS_KEY / _SECRET_KEY)")

@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from wsk.ratelimit import RateLimiter
 from wsk.sqlite import connect
 
 if TYPE_CHECKING:
-    from serving.server import S3Access
+    from owtrain.s3 import S3Settings
     from wsk.bridge import Bridge
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,10 @@ NO_SHARDS = r"(?!)"  # a pattern no key matches: the serving process's bridge st
 CALLER = "events"  # the canary split treats event-driven traffic as one caller
 
 
-def start_bridge(events: EventsConfig, s3: S3Access, predictor: Predictor) -> Bridge:
+def start_bridge(events: EventsConfig, s3: S3Settings, predictor: Predictor) -> Bridge:
     """The training event bridge with this sink, for the serving process: its poller lists the
     prefix, its webhook is the server's POST /events, its limiter paces the predictions. Its driver
     trains nothing here (the shard pattern matches no key); `owtrain bridge serve` runs training."""
-    from dataset_packer.config import StoreConfig
     from dataset_packer.stores.s3 import S3Store
     from wsk.bridge import Bridge
     from wsk.config import BridgeConfig, DriverConfig, LocalInvokerConfig, state_dir
@@ -61,8 +61,7 @@ def start_bridge(events: EventsConfig, s3: S3Access, predictor: Predictor) -> Br
 
     if not events.token:
         raise ConfigError("event-driven inference needs the webhook token in $OWTRAIN_EVENTS_TOKEN")
-    store = S3Store(StoreConfig(endpoint=s3.endpoint, bucket=events.bucket, access_key=s3.access_key,
-                                secret_key=s3.secret_key, region=s3.region))
+    store = S3Store(replace(s3, bucket=events.bucket))
     base = Path(events.state) if events.state else state_dir() / f"serving-events-{events.bucket}.db"
     model = events.model or next(iter(predictor.live.names()), "")
     if not model:

@@ -1,7 +1,7 @@
 """Per-caller rate limits: authenticated callers get a larger share of the pool than anonymous ones.
 
 A caller is the worker named in a valid owtrain token (the same `owt1.…` HMAC tokens as training,
-minted from the serving secret with job = the serving job name: `param_server.auth`), or, without
+minted from the serving secret with job = the serving job name: `owtrain.tokens`), or, without
 an Authorization header, the client's address (`anon:<ip>`). A present but invalid token is 401,
 never a silent downgrade to anonymous. Each caller has a token bucket; an empty one is
 `Throttled` (429 + Retry-After) before the body is decoded.
@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 
 from owtrain.errors import Throttled, Unauthorized
+from owtrain.tokens import bearer, verify_token
 from param_server.admission import TokenBucket
-from param_server.auth import bearer, verify_token
 
 MAX_CALLERS = 100_000  # buckets kept; the oldest are forgotten beyond it (bounded memory under a flood)
 

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from owtrain.errors import ConfigError
+from owtrain.naming import held_out_shard
 from serving.repository import publish
 from serving.signature import Signature
 
@@ -46,10 +47,10 @@ def publish_run(run_dir: Path, arch: str, model: nn.Module, shards_dir: Path,
     """Publish `model` as the next version of the run's dataset model in RUN_DIR/models."""
     from dataset_packer.shard import read_shard
 
-    tests = sorted(shards_dir.glob("*-test.tar.gz"))
-    if not tests:
+    test = held_out_shard(shards_dir, "test")
+    if test is None:
         raise ConfigError(f"no test shard in {shards_dir}: cannot tell the model's input signature")
-    manifest = read_shard(tests[0]).manifest
+    manifest = read_shard(test).manifest
     name = re.sub(r"[^A-Za-z0-9_.\-]", "-", str(manifest.get("dataset") or arch)).strip(".-") or arch
     root = run_dir / MODELS_DIR
     version = publish(root, name, arch, model.state_dict(), signature_from_manifest(manifest),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -15,6 +15,7 @@ import gevent.event
 from flask import Flask
 
 from owtrain.errors import ConfigError
+from owtrain.s3 import DEFAULT_REGION, S3Settings, from_env
 from owtrain.wsgi import NoDelayWSGIServer
 from serving.batcher import make_policy
 from serving.cache import PredictionCache
@@ -33,21 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class S3Access:
-    """How to reach an `s3://` repository (credentials stay out of repr)."""
-
-    endpoint: str
-    access_key: str
-    secret_key: str
-    region: str = "us-east-1"
-
-    def __repr__(self) -> str:
-        return f"S3Access(endpoint={self.endpoint!r})"
-
-
-def open_storage(location: str, s3: S3Access | None = None) -> RepoStorage:
-    """A folder path, or `s3://bucket/prefix` (needs `s3`)."""
+def open_storage(location: str, s3: S3Settings | None = None) -> RepoStorage:
+    """A folder path, or `s3://bucket/prefix` (needs `s3`: its endpoint and credentials; the bucket is the
+    location's)."""
     if not location.startswith("s3://"):
         return LocalStorage(Path(location))
     parts = urlsplit(location)
@@ -55,22 +44,18 @@ def open_storage(location: str, s3: S3Access | None = None) -> RepoStorage:
         raise ConfigError(f"{location!r}: an S3 repository looks like s3://bucket/prefix")
     if s3 is None:
         raise ConfigError("an s3:// repository needs --s3-endpoint and OWTRAIN_S3_ACCESS_KEY / OWTRAIN_S3_SECRET_KEY")
-    from dataset_packer.config import StoreConfig
     from dataset_packer.stores import open_store
 
-    store = open_store("s3", StoreConfig(endpoint=s3.endpoint, bucket=parts.netloc, access_key=s3.access_key,
-                                         secret_key=s3.secret_key, region=s3.region))
+    store = open_store("s3", replace(s3, bucket=parts.netloc))
     return S3Storage(store, parts.netloc, parts.path)
 
 
-def s3_from_env(endpoint: str | None) -> S3Access | None:
-    """S3 access from `--s3-endpoint` and the OWTRAIN_S3_* environment (None without an endpoint)."""
+def s3_from_env(endpoint: str | None) -> S3Settings | None:
+    """S3 endpoint and credentials from `--s3-endpoint` and the OWTRAIN_S3_* environment (None without an
+    endpoint); the bucket comes from the repository's or the events' location."""
     if not endpoint:
         return None
-    key, secret = os.environ.get("OWTRAIN_S3_ACCESS_KEY"), os.environ.get("OWTRAIN_S3_SECRET_KEY")
-    if not key or not secret:
-        raise ConfigError("set OWTRAIN_S3_ACCESS_KEY and OWTRAIN_S3_SECRET_KEY for --s3-endpoint")
-    return S3Access(endpoint, key, secret, os.environ.get("OWTRAIN_S3_REGION", "us-east-1"))
+    return from_env(endpoint, bucket="", region=os.environ.get("OWTRAIN_S3_REGION", DEFAULT_REGION))
 
 
 @dataclass
@@ -85,7 +70,7 @@ class Stack:
 
 
 def build(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = None,
-          s3: S3Access | None = None) -> Stack:
+          s3: S3Settings | None = None) -> Stack:
     """Everything but the socket; refreshes the repository once and starts the rescans."""
     import torch
 
@@ -107,7 +92,7 @@ def build(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = 
 
 
 def serve(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = None,
-          s3: S3Access | None = None) -> None:
+          s3: S3Settings | None = None) -> None:
     """Serve until SIGTERM / SIGINT; queued requests are answered before the batchers stop."""
     stack = build(cfg, storage, events, s3)
     if stack.bridge is not None:

@@ -171,6 +171,14 @@ class Bridge:
                 log.warning("bucket poll failed (will retry): %s", exc)
             self.stop_event.wait(self.config.poll_interval_s)
 
+    def dead_threads(self) -> list[str]:
+        """Names of the bridge's background threads that have stopped although the bridge was not."""
+        return [t.name for t in self.threads if not t.is_alive() and not self.stop_event.is_set()]
+
+    def dispatching(self) -> bool:
+        """Whether the dispatcher still runs (it collects results and launches activations)."""
+        return any(t.is_alive() for t in self.threads)
+
     def stop(self) -> None:
         self.stop_event.set()
         for thread in self.threads:

@@ -11,11 +11,13 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from owtrain.action_params import parse_pairs
 from owtrain.errors import ConfigError, OwtrainError
+from owtrain.s3 import DEFAULT_REGION
+from owtrain.settings import HelpFormatter, add_options, values
 from wsk import config as c
 
 if TYPE_CHECKING:
@@ -37,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_invoker_options(parser: argparse.ArgumentParser) -> None:
     """Which backend runs activations, and its settings."""
     g = parser.add_argument_group("invoker")
-    g.add_argument("--invoker", choices=("local", "docker", "openwhisk"), default="local",
-                   help="local: `owtrain action serve` processes on this machine (default); docker: containers "
+    g.add_argument("--invoker", choices=("local", "docker", "openwhisk"), default=c.DEFAULT_INVOKER,
+                   help="local: `owtrain action serve` processes on this machine; docker: containers "
                         "of --image on this machine's Docker engine, under the same limits; openwhisk: a real "
                         "controller's REST API")
     g.add_argument("--image", default=None,
@@ -46,16 +48,10 @@ def add_invoker_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--activations-db", type=Path, default=None,
                    help="local invoker: SQLite file of activation records (default $OWTRAIN_ACTIVATIONS_DB "
                         "or ~/.owtrain/activations.db)")
-    g.add_argument("--timeout-ms", type=int, default=c.DEFAULT_TIMEOUT_MS,
-                   help=f"local invoker: action time limit, {c.MIN_TIMEOUT_MS}..{c.MAX_TIMEOUT_MS} ms (default 60000)")
-    g.add_argument("--memory-mb", type=int, default=c.MAX_MEMORY_MB,
-                   help="local invoker: memory limit per container in MB (default 512)")
-    g.add_argument("--prewarm", type=int, default=0,
-                   help="local invoker: containers to start before the first activation, like OpenWhisk's stem "
-                        "cells (default 0; `owtrain local` pre-warms one per worker)")
+    add_options(g, c.LocalInvokerConfig)  # --timeout-ms, --memory-mb, --prewarm: defaults in wsk/config.py
     g.add_argument("--action-command", default=None,
                    help="local invoker: command that starts one container, '{port}' is replaced "
-                        "(default: this Python running 'commands action serve --port {port}')")
+                        "(default: this Python running '-m commands action serve --port {port}')")
     g.add_argument("--apihost", default=None, help="openwhisk: API host (default $WSK_APIHOST or ~/.wskprops APIHOST)")
     g.add_argument("--auth", default=None, help="openwhisk: UUID:KEY (default $WSK_AUTH or ~/.wskprops AUTH)")
     g.add_argument("--namespace", default=None, help="openwhisk: namespace (default ~/.wskprops NAMESPACE or _)")
@@ -77,9 +73,8 @@ def make_invoker_from_args(args: argparse.Namespace, concurrent: int, per_minute
         wsk = c.load_wsk_config(os.environ, args.apihost, args.auth, args.namespace, args.insecure)
         return make_invoker("openwhisk", InvokerSettings(wsk=wsk), os.environ)
     argv = tuple(args.action_command.split()) if args.action_command else c.LocalInvokerConfig.action_argv
-    local = c.LocalInvokerConfig(db_path=activations_db(args), timeout_ms=args.timeout_ms, memory_mb=args.memory_mb,
-                                 concurrent=concurrent, per_minute=per_minute, rate_window_s=window_s,
-                                 action_argv=argv, prewarm=args.prewarm)
+    local = c.LocalInvokerConfig(db_path=activations_db(args), concurrent=concurrent, per_minute=per_minute,
+                                 rate_window_s=window_s, action_argv=argv, **values(c.LocalInvokerConfig, args))
     if args.invoker == "docker":
         if not args.image:
             raise ConfigError("--invoker docker needs --image TAG (scripts/build-image.sh --offline TAG builds one)")
@@ -88,37 +83,13 @@ def make_invoker_from_args(args: argparse.Namespace, concurrent: int, per_minute
     return make_invoker("local", InvokerSettings(local=local), os.environ)
 
 
-def parse_params(pairs: list[str]) -> tuple[tuple[str, object], ...]:
-    """`-p KEY VALUE` pairs as `wsk` reads them: VALUE is JSON when it parses, else a string."""
-    out = []
-    for key, value in zip(pairs[::2], pairs[1::2], strict=True):
-        try:
-            out.append((key, json.loads(value)))
-        except ValueError:
-            out.append((key, value))
-    return tuple(out)
-
-
 def add_driver_options(parser: argparse.ArgumentParser) -> None:
     """The job and its fan-out limits (shared by `train` and `bridge serve`)."""
-    parser.add_argument("--ps", required=True, help="parameter server base URL passed to the action as `apihost` (a sharded "
-                        "server: every shard's URL, comma-separated, shard 0 first)")
-    parser.add_argument("--job", default="job", help="job name (must match the parameter server's; default 'job')")
+    parser.add_argument("--ps", required=True, help="parameter server base URL passed to the action as `apihost` "
+                        "(a sharded server: every shard's URL, comma-separated, shard 0 first)")
     parser.add_argument("--secret", default=None,
                         help="job secret used to mint per-worker tokens (default $OWTRAIN_JOB_SECRET)")
-    parser.add_argument("--action", default=c.DEFAULT_ACTION, help=f"action name (default {c.DEFAULT_ACTION})")
-    parser.add_argument("--workers", type=int, default=4, help="activation chains in flight at once (default 4)")
-    parser.add_argument("--epochs", type=int, default=1, help="epochs over each shard (default 1)")
-    parser.add_argument("--target-accuracy", type=float, default=None,
-                        help="stop starting activations once the parameter server's accuracy reaches this (0-1]")
-    parser.add_argument("--concurrent", type=int, default=c.DEFAULT_CONCURRENT,
-                        help="namespace quota: concurrent activations (default 30, standalone OpenWhisk)")
-    parser.add_argument("--per-minute", type=int, default=c.DEFAULT_PER_MINUTE,
-                        help="namespace quota: invocations per minute (default 60, standalone OpenWhisk)")
-    parser.add_argument("--rate-window", type=float, default=60.0,
-                        help="length in seconds of the --per-minute window (default 60; tests shorten it)")
-    parser.add_argument("--max-retries", type=int, default=3,
-                        help="retries of an activation that failed for a transient reason (default 3)")
+    add_options(parser, c.DriverConfig)  # every option's default and help: wsk/config.py
     parser.add_argument("-p", "--param", nargs=2, action="extend", default=[], metavar=("KEY", "VALUE"),
                         help="extra action parameter, e.g. -p batch_sz_train 64 -p mode delta (VALUE parsed as JSON)")
     parser.add_argument("--state", type=Path, default=None,
@@ -133,44 +104,15 @@ def driver_config(args: argparse.Namespace) -> c.DriverConfig:
         raise ConfigError("no job secret: pass --secret or set OWTRAIN_JOB_SECRET (the parameter server's)")
     from owtrain.ps_urls import parse_urls
 
-    return c.DriverConfig(job=args.job, ps_url=",".join(parse_urls(args.ps)), secret=secret, action=args.action,
-                          workers=args.workers, epochs=args.epochs, target_accuracy=args.target_accuracy,
-                          concurrent=args.concurrent, per_minute=args.per_minute, rate_window_s=args.rate_window,
-                          max_retries=args.max_retries, action_params=parse_params(args.param))
-
-
-def job_closer(config: c.DriverConfig) -> Callable[[str], None]:
-    """A function that closes the job on its parameter server (`POST /admin/close`, on every shard),
-    with an admin token minted from the job secret, so that running activations return at their next push."""
-    from owtrain.ps_shards import ShardSet
-    from owtrain.retry import RetryPolicy
-    from param_server.auth import ADMIN, mint_token
-
-    def close(reason: str) -> None:
-        token = mint_token(config.secret, config.job, ADMIN, 300)
-        client = ShardSet(config.ps_url, token, timeout=5, policy=RetryPolicy(attempts=2))
-        try:
-            client.admin("close", {"reason": reason})
-        finally:
-            client.close()
-
-    return close
-
-
-def accuracy_reader(ps_url: str) -> Callable[[], float | None]:
-    """A function returning the parameter server's last evaluated accuracy (None before the first);
-    a sharded server's is shard 0's, which evaluates the whole model."""
-    from owtrain.ps_shards import ShardSet
-
-    client = ShardSet(ps_url, token="")
-    return lambda: client.accuracy().get("accuracy")
+    return c.DriverConfig(ps_url=",".join(parse_urls(args.ps)), secret=secret,
+                          action_params=parse_pairs(args.param), **values(c.DriverConfig, args))
 
 
 # -- train ------------------------------------------------------------------------------------------
 
 
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="fan out training activations over a shard list, with continuation",
+    p = subparsers.add_parser("train", formatter_class=HelpFormatter, help="fan out training activations over a shard list, with continuation",
                               description="Start one activation chain per train shard and re-invoke each with the "
                                           "cursor it returned until --epochs or --target-accuracy. Resumable: "
                                           "rerun with the same --state after a crash.")
@@ -184,6 +126,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from wsk.driver import Driver
     from wsk.progress import ProgressBar
+    from wsk.ps_hooks import accuracy_reader, job_closer
     from wsk.shardlist import load_train_shards
     from wsk.state import DriverState
 
@@ -217,9 +160,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _register_activation(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("activation", help="list and inspect activations (like `wsk activation`)")
     sub = p.add_subparsers(dest="activation_command", metavar="ACTIVATION_COMMAND")
-    lst = sub.add_parser("list", help="newest activations first")
+    lst = sub.add_parser("list", help="newest activations first", formatter_class=HelpFormatter)
     lst.add_argument("name", nargs="?", default=None, help="only activations of this action")
-    lst.add_argument("-l", "--limit", type=int, default=30, help="how many (default 30, at most 200)")
+    lst.add_argument("-l", "--limit", type=int, default=30, help="how many (at most 200)")
     lst.add_argument("-s", "--skip", type=int, default=0, help="skip this many newest ones")
     lst.add_argument("--since", type=int, default=None, help="only those started after this epoch-ms time")
     lst.add_argument("--upto", type=int, default=None, help="only those started before this epoch-ms time")
@@ -291,24 +234,14 @@ def _activation_source(args: argparse.Namespace) -> tuple[Any, Any]:
 def _register_bridge(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bridge", help="event bridge: shard uploads -> training activations")
     sub = p.add_subparsers(dest="bridge_command", metavar="BRIDGE_COMMAND")
-    serve = sub.add_parser("serve", help="serve the MinIO webhook (POST /events) and/or poll a bucket",
+    serve = sub.add_parser("serve", formatter_class=HelpFormatter, help="serve the MinIO webhook (POST /events) and/or poll a bucket",
                            description="Queue every new shard object (webhook or poller) in SQLite, then run one "
                                        "training chain per shard under the quota. Restart with the same --state "
                                        "to resume; nothing acknowledged is lost.")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8095, help="port of POST /events and GET /status (default 8095)")
     serve.add_argument("--token", default=None,
                        help="webhook auth_token configured in MinIO (default $OWTRAIN_BRIDGE_TOKEN); one word is "
                             "expected as 'Bearer <token>', two words ('Basic …') verbatim")
-    serve.add_argument("--key-pattern", default=r"-train-\d+-of-\d+\.tar\.gz$",
-                       help="regex an object key must match to be a train shard (default: owtrain pack's names)")
-    serve.add_argument("--poll", type=float, default=0.0,
-                       help="also poll the bucket every this many seconds (stores without notifications); 0 = off")
-    serve.add_argument("--dispatch", choices=("invoke", "trigger"), default="invoke",
-                       help="invoke: the action directly, keeping activation ids (default, loses nothing); trigger: "
-                            "fire --trigger (OpenWhisk drops rule invokes over the quota, see docs/invocation.md)")
-    serve.add_argument("--trigger", default="shard-uploaded",
-                       help="trigger fired with --dispatch trigger (default shard-uploaded)")
+    add_options(serve, c.BridgeConfig)  # --key-pattern, --poll, --dispatch, --trigger, --presign-seconds
     serve.add_argument("--endpoint", default=None, help="S3 endpoint URL (default $OWTRAIN_S3_ENDPOINT)")
     serve.add_argument("--public-endpoint", default=None,
                        help="host name the actions use to download shards; presigned URLs are signed for it")
@@ -316,9 +249,7 @@ def _register_bridge(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--prefix", default="", help="poller: only keys under this prefix (default: the whole bucket)")
     serve.add_argument("--access-key", default=None, help="S3 access key (default $OWTRAIN_S3_ACCESS_KEY)")
     serve.add_argument("--secret-key", default=None, help="S3 secret key (default $OWTRAIN_S3_SECRET_KEY)")
-    serve.add_argument("--region", default="us-east-1", help="S3 region used for signing (default us-east-1)")
-    serve.add_argument("--presign-seconds", type=int, default=3600,
-                       help="lifetime of the presigned URL minted at each launch (default 3600)")
+    serve.add_argument("--region", default=DEFAULT_REGION, help="S3 region used for signing")
     add_driver_options(serve)
     add_invoker_options(serve)
     serve.set_defaults(func=cmd_bridge_serve)
@@ -329,6 +260,7 @@ def cmd_bridge_serve(args: argparse.Namespace) -> int:
     from owtrain.wsgi import NoDelayWSGIServer
     from wsk.bridge import Bridge
     from wsk.driver import Driver
+    from wsk.ps_hooks import accuracy_reader, job_closer
     from wsk.sources import bucket_lister, store_resolver
     from wsk.state import DriverState
 
@@ -336,8 +268,7 @@ def cmd_bridge_serve(args: argparse.Namespace) -> int:
         token = args.token or os.environ.get("OWTRAIN_BRIDGE_TOKEN")
         if not token:
             raise ConfigError("no webhook token: pass --token or set OWTRAIN_BRIDGE_TOKEN")
-        config = c.BridgeConfig(token=token, key_pattern=args.key_pattern, poll_interval_s=args.poll,
-                                presign_seconds=args.presign_seconds, dispatch=args.dispatch, trigger=args.trigger)
+        config = c.BridgeConfig(token=token, **values(c.BridgeConfig, args))
         driver_cfg = driver_config(args)
         store = _open_store(args)
         state = DriverState(args.state or c.state_dir() / f"{driver_cfg.job}-bridge.db")
@@ -349,8 +280,8 @@ def cmd_bridge_serve(args: argparse.Namespace) -> int:
                     accuracy=accuracy_reader(driver_cfg.ps_url) if targeted else None, closer=job_closer(driver_cfg))
     bridge = Bridge(config, args.bucket, state, driver, bucket_lister(store, args.prefix))
     bridge.start()
-    server = NoDelayWSGIServer((args.host, args.port), bridge.app(), log=None, error_log=log)
-    log.info("event bridge on http://%s:%d/events (bucket %s, dispatch %s)", args.host, args.port, args.bucket,
+    server = NoDelayWSGIServer((config.host, config.port), bridge.app(), log=None, error_log=log)
+    log.info("event bridge on http://%s:%d/events (bucket %s, dispatch %s)", config.host, config.port, args.bucket,
              config.dispatch)
     try:
         server.serve_forever()
@@ -362,16 +293,14 @@ def cmd_bridge_serve(args: argparse.Namespace) -> int:
 
 
 def _open_store(args: argparse.Namespace):
-    from dataset_packer.config import StoreConfig
     from dataset_packer.stores import open_store
+    from owtrain.s3 import from_env
 
     endpoint = args.endpoint or os.environ.get("OWTRAIN_S3_ENDPOINT")
-    access = args.access_key or os.environ.get("OWTRAIN_S3_ACCESS_KEY")
-    secret = args.secret_key or os.environ.get("OWTRAIN_S3_SECRET_KEY")
-    if not endpoint or not access or not secret:
+    if not endpoint:
         raise ConfigError("the bridge needs --endpoint, --access-key and --secret-key (or OWTRAIN_S3_* env)")
-    config = StoreConfig(endpoint=endpoint, bucket=args.bucket, access_key=access, secret_key=secret,
-                         region=args.region)
+    config = from_env(endpoint, args.bucket, access_key=args.access_key, secret_key=args.secret_key,
+                      region=args.region)
     return open_store("s3", config, args.public_endpoint)
 
 

@@ -14,7 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from owtrain.errors import ConfigError
+from owtrain.action_params import check_training
+from owtrain.errors import BadRequest, ConfigError
+from owtrain.naming import TRAIN_KEY_PATTERN
+from owtrain.settings import setting
 
 # Standalone OpenWhisk's namespace quota (reference §2/§5); the docs' 120/100 are not what runs.
 DEFAULT_CONCURRENT = 30
@@ -25,6 +28,7 @@ MIN_MEMORY_MB, MAX_MEMORY_MB = 128, 512
 # Blocking invokes wait at most 60 s at the controller, then answer 202 (reference §2).
 MAX_BLOCKING_WAIT_MS = 60_000
 DEFAULT_ACTION = "dist-train"
+DEFAULT_INVOKER = "local"  # action processes on this machine (wsk/invoker/local.py)
 
 
 def state_dir() -> Path:
@@ -126,8 +130,8 @@ class LocalInvokerConfig:
     """
 
     db_path: Path
-    timeout_ms: int = DEFAULT_TIMEOUT_MS
-    memory_mb: int = MAX_MEMORY_MB
+    timeout_ms: int = setting(DEFAULT_TIMEOUT_MS, f"local invoker: action time limit, {MIN_TIMEOUT_MS}..{MAX_TIMEOUT_MS} ms")
+    memory_mb: int = setting(MAX_MEMORY_MB, "local invoker: memory limit per container in MB")
     concurrent: int = DEFAULT_CONCURRENT
     per_minute: int = DEFAULT_PER_MINUTE
     rate_window_s: float = 60.0
@@ -138,8 +142,8 @@ class LocalInvokerConfig:
     log_limit: int = 10 * 1024 * 1024
     apihost: str = "http://127.0.0.1"
     namespace: str = "guest"
-    # Containers started ahead of the first activations (OpenWhisk's stem cells), up to `concurrent`.
-    prewarm: int = 0
+    prewarm: int = setting(0, "local invoker: containers to start before the first activation, like OpenWhisk's "
+                              "stem cells, up to the concurrency limit (`owtrain local` pre-warms one per worker)")
 
     def __post_init__(self) -> None:
         if self.prewarm < 0:
@@ -189,17 +193,19 @@ class DockerConfig:
 class DriverConfig:
     """One training job's fan-out: which action, how wide, how often, when to stop."""
 
-    job: str
     ps_url: str
     secret: str
-    action: str = DEFAULT_ACTION
-    workers: int = 4
-    epochs: int = 1
-    target_accuracy: float | None = None
-    concurrent: int = DEFAULT_CONCURRENT
-    per_minute: int = DEFAULT_PER_MINUTE
-    rate_window_s: float = 60.0
-    max_retries: int = 3
+    job: str = setting("job", "job name (must match the parameter server's)")
+    action: str = setting(DEFAULT_ACTION, "action name")
+    workers: int = setting(4, "activation chains in flight at once")
+    epochs: int = setting(1, "epochs over each shard")
+    target_accuracy: float | None = setting(None, "stop starting activations once the parameter server's accuracy "
+                                                  "reaches this (0-1]")
+    concurrent: int = setting(DEFAULT_CONCURRENT, "namespace quota: concurrent activations (standalone OpenWhisk's)")
+    per_minute: int = setting(DEFAULT_PER_MINUTE, "namespace quota: invocations per minute (standalone OpenWhisk's)")
+    rate_window_s: float = setting(60.0, "length in seconds of the --per-minute window (tests shorten it)",
+                                   flag="--rate-window")
+    max_retries: int = setting(3, "retries of an activation that failed for a transient reason")
     token_ttl_s: float = 24 * 3600.0
     poll_interval_s: float = 0.2
     accuracy_interval_s: float = 5.0
@@ -210,6 +216,10 @@ class DriverConfig:
             raise ConfigError("--workers and --epochs must be at least 1")
         if self.target_accuracy is not None and not 0.0 < self.target_accuracy <= 1.0:
             raise ConfigError("--target-accuracy must be in (0, 1]")
+        try:  # owtrain's own training parameters must be valid; others are passed on to the user's action
+            check_training(dict(self.action_params), strict=False)
+        except BadRequest as exc:
+            raise ConfigError(f"-p: {exc}") from None
 
     def __repr__(self) -> str:
         return f"DriverConfig(job={self.job!r}, ps_url={self.ps_url!r}, action={self.action!r}, workers={self.workers})"
@@ -220,12 +230,18 @@ class BridgeConfig:
     """The event bridge: webhook token, which keys are shards, optional bucket poller."""
 
     token: str
-    key_pattern: str = r".*\.tar\.gz$"
-    poll_interval_s: float = 0.0  # 0 = no poller (webhook only)
+    host: str = setting("127.0.0.1", "address the webhook listens on")
+    port: int = setting(8095, "port of POST /events and GET /status")
+    key_pattern: str = setting(TRAIN_KEY_PATTERN, "regex an object key must match to be a train shard (default: "
+                                                  "owtrain pack's names)")
+    poll_interval_s: float = setting(0.0, "also poll the bucket every this many seconds (stores without "
+                                          "notifications); 0 = off", flag="--poll")
     rescan_every: int = 10
-    presign_seconds: int = 3600
-    dispatch: str = "invoke"  # or "trigger" (can lose events, see docs/invocation.md)
-    trigger: str = "shard-uploaded"
+    presign_seconds: int = setting(3600, "lifetime of the presigned URL minted at each launch")
+    dispatch: str = setting("invoke", "invoke: the action directly, keeping activation ids (loses nothing); "
+                                      "trigger: fire --trigger (OpenWhisk drops rule invokes over the quota, see "
+                                      "docs/invocation.md)", choices=("invoke", "trigger"))
+    trigger: str = setting("shard-uploaded", "trigger fired with --dispatch trigger")
 
     def __post_init__(self) -> None:
         try:

@@ -19,7 +19,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from owtrain.errors import BadRequest, ObjectMissing, OwtrainError, PayloadTooLarge, Throttled
+from owtrain.action_params import ActionParams
+from owtrain.errors import (
+    TRANSIENT_NAMES,
+    BadRequest,
+    ObjectMissing,
+    OwtrainError,
+    PayloadTooLarge,
+    Throttled,
+)
 from owtrain.retry import RetryPolicy, backoff_delay
 from wsk.config import DriverConfig
 from wsk.invoker.base import Activation, Invoker
@@ -31,7 +39,6 @@ log = logging.getLogger(__name__)
 # Failures worth retrying with the same cursor: the platform's, or the action's crash / time-out /
 # out-of-memory (developer errors), and application errors that name a passing condition.
 TRANSIENT_STATUSES = ("whisk internal error", "action developer error")
-TRANSIENT_ERRORS = ("ServerUnavailable", "StoreUnreachable", "Throttled", "ConnectionError", "Timeout")
 RETRY_POLICY = RetryPolicy(base=1.0, cap=30.0)
 PAUSED_META = "paused_activations"  # ids of activations that were running when the job was paused
 STALLED = ("the activation trained no sample before its deadline; give the action more time "
@@ -43,10 +50,20 @@ Progress = Callable[[Summary, float | None], None]
 
 
 def is_transient(activation: Activation) -> bool:
-    """Whether a failed activation is worth retrying from the same cursor (see the tuples above)."""
+    """Whether a failed activation is worth retrying from the same cursor: the platform's failures
+    (above), or an action error whose type (`error_type`, carried as data) is one of
+    `owtrain.errors.TRANSIENT`. A result without the type (an action of the user's own, or a
+    controller that kept only `error`) is classified by the type name its text starts with."""
     if activation.status in TRANSIENT_STATUSES:
         return True
-    return any(name in (activation.error or "") for name in TRANSIENT_ERRORS)
+    kind = activation.error_type or _leading_type(activation.error or "")
+    return kind in TRANSIENT_NAMES
+
+
+def _leading_type(text: str) -> str | None:
+    """`Name` of an error text `Name: message` (owtrain's actions and action server write them so)."""
+    head, sep, _ = text.partition(": ")
+    return head if sep and head.isidentifier() else None
 
 
 def _phases(result: object) -> dict | None:
@@ -76,6 +93,7 @@ class Driver:
         self.target_reached = False
         self.closed: str | None = None  # why the parameter server closed the job, once an action saw it
         self.paused = threading.Event()  # set once a requested pause is in effect (see `pause`)
+        self.finishing = False  # the job is over (see `finish`)
         self._pause_reason: str | None = None
         self._next_accuracy = 0.0
         self._tokens: dict[str, str] = {}
@@ -103,13 +121,18 @@ class Driver:
         if self.paused.is_set():
             return len(self.state.shards("running"))
         self._check_accuracy()
-        if self.target_reached or self.closed is not None:
+        if self.target_reached or self.finishing or self.closed is not None:
             self.state.stop_pending()
         else:
             self._launch()
         if self.progress:
             self.progress(self.state.summary(self.config.epochs), self.accuracy)
         return len(self.state.shards("running"))
+
+    def finish(self) -> None:
+        """The job is over (its owner decided): launch nothing more; every chain is marked stopped once
+        its running activation has returned, as when the target is reached."""
+        self.finishing = True
 
     # -- pausing (an interrupted run that will be resumed) -------------------------------------
 
@@ -213,17 +236,13 @@ class Driver:
         if self.resolver is not None:
             url, sha256 = self.resolver(shard)
             self.state.resolved(shard.key, url, sha256)
-        params: dict[str, Any] = dict(self.config.action_params)
-        params.update(dataset_url=url, dataset_sha256=sha256, apihost=self.config.ps_url,
-                      ps_token=self._token(shard.worker), job=self.config.job, worker=shard.worker,
-                      epoch_n=self.config.epochs)
-        if shard.cursor is not None:
-            params["cursor"] = shard.cursor
-        return params
+        return ActionParams.wire(dict(self.config.action_params), self.config.epochs, shard.cursor,
+                                 dataset_url=url, dataset_sha256=sha256, apihost=self.config.ps_url,
+                                 ps_token=self._token(shard.worker), job=self.config.job, worker=shard.worker)
 
     def _token(self, worker: str) -> str:
         if worker not in self._tokens:
-            from param_server.auth import mint_token
+            from owtrain.tokens import mint_token
 
             self._tokens[worker] = mint_token(self.config.secret, self.config.job, worker, self.config.token_ttl_s)
         return self._tokens[worker]

@@ -41,7 +41,7 @@ from owtrain.codec import encode_tensors  # noqa: E402
 from owtrain.compression import make_compressor  # noqa: E402
 from owtrain.models import build_model, input_shape  # noqa: E402
 from owtrain.ps_client import PSClient  # noqa: E402
-from param_server.auth import mint_token  # noqa: E402
+from owtrain.tokens import mint_token  # noqa: E402
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http  # noqa: E402
 
 JOB, SECRET = "calib", "calib-secret"

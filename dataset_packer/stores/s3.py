@@ -13,9 +13,9 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from dataset_packer.config import StoreConfig
 from dataset_packer.stores.base import ObjectInfo, Store
 from owtrain.errors import BadRequest, StoreUnreachable
+from owtrain.s3 import S3Settings
 
 log = logging.getLogger(__name__)
 META_SHA256 = "x-amz-meta-sha256"
@@ -35,7 +35,7 @@ class _ProgressReader:
         return data
 
 
-def _client(endpoint: str, config: StoreConfig) -> Minio:
+def _client(endpoint: str, config: S3Settings) -> Minio:
     """A Minio client for `endpoint` (http or https URL). Region is fixed, so presigning is offline."""
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
@@ -51,7 +51,7 @@ def _client(endpoint: str, config: StoreConfig) -> Minio:
 class S3Store(Store):
     """One bucket at an S3 endpoint; `public_endpoint` is the host presigned URLs are signed for."""
 
-    def __init__(self, config: StoreConfig, public_endpoint: str | None = None) -> None:
+    def __init__(self, config: S3Settings, public_endpoint: str | None = None) -> None:
         self.config = config
         self.bucket = config.bucket
         self.client = _client(config.endpoint, config)

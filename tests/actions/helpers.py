@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from dataset_packer.config import StoreConfig
 from dataset_packer.shard import ShardInfo, read_shard, write_shard
 from dataset_packer.stores import open_store
 from dataset_packer.stores.base import Store
+from owtrain.s3 import S3Settings
 
 
 def learnable_arrays(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +43,7 @@ class UploadedShard:
 
 
 def open_bucket(swift_s3, bucket: str) -> Store:
-    store = open_store("s3", StoreConfig(swift_s3.endpoint, bucket, swift_s3.access_key, swift_s3.secret_key))
+    store = open_store("s3", S3Settings(swift_s3.endpoint, bucket, swift_s3.access_key, swift_s3.secret_key))
     store.ensure_bucket()
     return store
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from actions.config import ActionConfig
-from actions.cursor import Cursor
+from owtrain.cursor import Cursor
 from owtrain.errors import BadRequest
 
 GOOD = {"dataset_url": "http://s3/b/k?sig", "dataset_sha256": "a" * 64, "apihost": "http://ps:1",

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from actions.cursor import BatchOrder, Cursor, permutation
+from actions.cursor import BatchOrder, permutation
+from owtrain.cursor import Cursor
 from owtrain.errors import BadRequest
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from param_server.auth import mint_token
+from owtrain.tokens import mint_token
 from tests.actions.helpers import action_params, open_bucket, upload_file, upload_shard
 from tests.fixtures.action import start_action_server
 from tests.fixtures.common import free_port

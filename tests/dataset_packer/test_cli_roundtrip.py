@@ -11,10 +11,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from dataset_packer.config import StoreConfig
 from dataset_packer.download import fetch_shard
 from dataset_packer.idx import IDX_FILES, read_idx
 from dataset_packer.shard import read_shard
+from owtrain.s3 import S3Settings
 from tests.fixtures.common import PYTHON
 
 pytestmark = pytest.mark.swift
@@ -81,7 +81,7 @@ def test_cli_refuses_bad_expiry_missing_credentials_and_unverifiable_objects(swi
 
 
 def test_store_config_repr_hides_credentials():
-    text = repr(StoreConfig("http://h:1", "b", "AKIAEXAMPLE", "s3cr3t-value"))
+    text = repr(S3Settings("http://h:1", "b", "AKIAEXAMPLE", "s3cr3t-value"))
     assert "s3cr3t-value" not in text and "AKIAEXAMPLE" not in text
 
 
@@ -97,7 +97,7 @@ def test_upload_and_presign_under_a_prefix(swift_s3, tmp_path):
     rng = np.random.default_rng(0)
     ds = finish("toy", (rng.integers(0, 256, (12, 1, 4, 4), dtype=np.uint8), np.arange(12) % 3), None)
     pack(ds, 3, tmp_path)
-    store = open_store("s3", StoreConfig(swift_s3.endpoint, "prefixed", swift_s3.access_key, swift_s3.secret_key))
+    store = open_store("s3", S3Settings(swift_s3.endpoint, "prefixed", swift_s3.access_key, swift_s3.secret_key))
     first = upload_dir(store, tmp_path, prefix="job-a/", progress=False)
     upload_dir(store, tmp_path, prefix="job-b/", progress=False)
     assert [u.key for u in first] == [f"job-a/toy-train-0000{i}-of-00003.tar.gz" for i in range(3)]

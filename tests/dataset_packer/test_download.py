@@ -13,7 +13,6 @@ from datetime import timedelta
 import pytest
 import requests
 
-from dataset_packer.config import StoreConfig
 from dataset_packer.download import cached_path, fetch_shard
 from dataset_packer.shard import read_shard, write_shard
 from dataset_packer.stores import open_store
@@ -26,6 +25,7 @@ from owtrain.errors import (
     UrlExpired,
 )
 from owtrain.retry import RetryPolicy
+from owtrain.s3 import S3Settings
 from tests.dataset_packer.helpers import INFO, tiny_arrays
 from tests.fixtures.common import free_port
 
@@ -39,7 +39,7 @@ def uploaded(swift_s3, tmp_path_factory):
     path = tmp_path_factory.mktemp("src") / "tiny-train-00000-of-00001.tar.gz"
     write_shard(path, *tiny_arrays(n=2000), INFO)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    config = StoreConfig(swift_s3.endpoint, "owtrain-download", swift_s3.access_key, swift_s3.secret_key)
+    config = S3Settings(swift_s3.endpoint, "owtrain-download", swift_s3.access_key, swift_s3.secret_key)
     store = open_store("s3", config)
     store.ensure_bucket()
     store.put_file(path.name, path, sha, "train")

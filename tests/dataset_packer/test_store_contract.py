@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 import requests
 
-from dataset_packer.config import StoreConfig
 from dataset_packer.stores import STORES, open_store
+from owtrain.s3 import S3Settings
 
 SERVERS = ["swift", "moto"]
 
@@ -24,7 +24,7 @@ def store(request):
     else:
         endpoint, access, secret = request.getfixturevalue("moto_s3"), "any", "any-secret"
     bucket = f"contract-{uuid.uuid4().hex[:12]}"
-    return open_store(kind, StoreConfig(endpoint, bucket, access, secret))
+    return open_store(kind, S3Settings(endpoint, bucket, access, secret))
 
 
 def test_store_contract(store, tmp_path):
@@ -49,4 +49,4 @@ def test_store_contract(store, tmp_path):
 
 def test_unknown_store_kind():
     with pytest.raises(ValueError, match="known: s3"):
-        open_store("gcs", StoreConfig("http://x", "b", "k", "s"))
+        open_store("gcs", S3Settings("http://x", "b", "k", "s"))

@@ -95,3 +95,49 @@ def test_garbage_bodies_are_bad_requests(body: bytes) -> None:
 def test_unknown_compression_is_a_bad_request() -> None:
     with pytest.raises(BadRequest, match="unknown compression"):
         decompress({}, {"compression": "zip"}, SPEC)
+
+
+def test_a_bytearray_decodes_to_views_and_encode_into_round_trips() -> None:
+    """The hot path's zero-copy forms: tensors decoded from a bytearray share its memory, and
+    `encode_into` writes a payload safetensors itself reads back, with views of the copies."""
+    from safetensors.torch import load
+
+    from owtrain.codec import encode_into
+
+    g = {**grads(), "i": torch.arange(5), "h": torch.randn(3).bfloat16(), "empty": torch.zeros(0, 2)}
+    buf = bytearray(encode_tensors(g, {"worker": "w1"}))
+    decoded, meta = decode_tensors(buf)
+    assert meta == {"worker": "w1"} and all(torch.equal(decoded[k], g[k]) for k in g)
+    first = decoded["features.0.weight"]  # its memory lies inside the buffer
+    buf_addr = torch.frombuffer(buf, dtype=torch.uint8).data_ptr()
+    assert buf_addr <= first.data_ptr() < buf_addr + len(buf)
+    payload, views = encode_into(g, {"version": "7"})
+    again = load(bytes(payload))
+    assert all(torch.equal(again[k], g[k]) and torch.equal(views[k], g[k]) for k in g)
+    assert decode_tensors(payload)[1] == {"version": "7"}
+
+
+def _with_header(body: bytes, edit: dict) -> bytearray:
+    """`body` with entries of its safetensors header replaced (and its length prefix fixed)."""
+    import json
+
+    n = int.from_bytes(body[:8], "little")
+    header = {**json.loads(body[8 : 8 + n]), **edit}
+    raw = json.dumps(header).encode()
+    return bytearray(len(raw).to_bytes(8, "little") + raw + body[8 + n :])
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ({"dtype": "F32", "shape": [4], "data_offsets": [4, 20]}, "overlaps or leaves a gap"),
+    ({"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}, "do not match"),
+    ({"dtype": "X99", "shape": [4], "data_offsets": [0, 16]}, "dtype"),
+    ({"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}, "shape"),
+    ({"dtype": "F32", "shape": [4], "data_offsets": [0, "16"]}, "data_offsets"),
+    ("not an object", "not an object"),
+])
+def test_a_malformed_header_in_a_bytearray_is_refused(entry: object, fragment: str) -> None:
+    body = encode_tensors({"a": torch.zeros(4), "b": torch.zeros(2)})
+    with pytest.raises(BadRequest, match=fragment):
+        decode_tensors(_with_header(body, {"a": entry}))
+    with pytest.raises(BadRequest, match="cover"):
+        decode_tensors(bytearray(body) + b"trailing")

@@ -134,8 +134,8 @@ def test_checkpoints_are_uploaded_to_s3(moto_s3, ps_server, tmp_path, monkeypatc
     monkeypatch.setenv("OWTRAIN_S3_SECRET_KEY", "testing")
     s3 = Minio(moto_s3, access_key="testing", secret_key="testing", secure=False)
     s3.make_bucket("ckpts")
-    ps = ps_server(checkpoint_dir=tmp_path / "ck", extra=["--checkpoint-every", "1", "--s3-endpoint", moto_s3,
-                                                          "--s3-bucket", "ckpts", "--s3-insecure"])
+    ps = ps_server(checkpoint_dir=tmp_path / "ck", extra=["--checkpoint-every", "1", "--s3-endpoint",
+                                                          f"http://{moto_s3}", "--s3-bucket", "ckpts"])
     client = ps.client("w")
     _, params = client.pull(None)
     client.push(grads(lenet(params), *batch(4)), meta("w", 0, 0))

@@ -15,7 +15,7 @@ from owtrain.codec import CONTENT_TYPE, encode_tensors
 from owtrain.compression import make_compressor
 from owtrain.errors import BadTensor, Forbidden, JobClosed, PayloadTooLarge, Unauthorized
 from owtrain.ps_client import PSClient
-from param_server.auth import mint_token, verify_token
+from owtrain.tokens import mint_token, verify_token
 from tests.fixtures.common import PYTHON, ROOT
 from tests.param_server.helpers import batch, grads, lenet, max_diff, meta
 

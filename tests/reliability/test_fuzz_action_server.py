@@ -18,7 +18,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actions.config import REQUIRED
+from owtrain.action_params import REQUIRED
 from owtrain.parse import json_object
 from tests.fixtures.action import ActionServer, start_action_server
 from tests.reliability.fuzz import (

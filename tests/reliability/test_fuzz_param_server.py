@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save as st_save
 
 from owtrain.codec import decode_tensors
-from param_server.auth import mint_token
+from owtrain.tokens import mint_token
 from tests.reliability.fuzz import (
     CASES,
     FRAMING,

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from dataset_packer.config import StoreConfig
 from dataset_packer.stores import open_store
+from owtrain.s3 import S3Settings
 from tests.actions.helpers import UploadedShard, action_params, upload_shard
 from tests.fixtures.action import start_action_server
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http
@@ -54,7 +54,7 @@ class Moto:
 
 
 def _store(moto: Moto):
-    store = open_store("s3", StoreConfig(moto.endpoint, BUCKET, "outage-access", "outage-secret"))
+    store = open_store("s3", S3Settings(moto.endpoint, BUCKET, "outage-access", "outage-secret"))
     store.ensure_bucket()
     return store
 

@@ -15,7 +15,7 @@ import uuid
 import pytest
 import requests
 
-from param_server.auth import mint_token
+from owtrain.tokens import mint_token
 from tests.actions.helpers import action_params, open_bucket, upload_shard
 from tests.fixtures.action import start_action_server
 

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from param_server.auth import mint_token
+from owtrain.tokens import mint_token
 from tests.fixtures.common import PYTHON, ROOT
 from tests.serving.helpers import publish_seeded, random_images
 

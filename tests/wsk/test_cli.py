@@ -11,9 +11,9 @@ import pytest
 
 from owtrain.errors import Unauthorized
 from tests.fixtures.common import PYTHON, ROOT
-from wsk.cli import job_closer
 from wsk.client import OpenWhiskClient
 from wsk.config import DriverConfig, WskConfig
+from wsk.ps_hooks import job_closer
 
 
 def owtrain(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import wsk.driver as d
 from owtrain.retry import RetryPolicy
-from param_server.auth import verify_token
+from owtrain.tokens import verify_token
 from tests.fixtures.common import PYTHON, ROOT, ServiceProcess
 from tests.wsk.chains import collapse_repeats, expected_chain, fake_train, sent_chains, write_shard_list
 from wsk.client import OpenWhiskClient
@@ -101,6 +101,29 @@ def test_transient_failures_retry_the_same_cursor_a_bounded_number_of_times(fake
     assert (summary.done, summary.failed) == (1, 2)
     failed = {s.key: s.error for s in driver.state.shards("failed")}
     assert any("ShardCorrupt" in e for e in failed.values()) and any("invoker down" in e for e in failed.values())
+
+
+def test_failures_are_classified_by_the_error_type_the_action_carries_as_data(fake_controller, tmp_path,
+                                                                               monkeypatch):
+    calls: dict[str, int] = {}
+
+    def typed(params):
+        worker = params["worker"]
+        calls[worker] = calls.get(worker, 0) + 1
+        if worker == "w1" and calls[worker] == 1:  # the store was down: a passing condition, retried
+            return "application error", {"error": "cannot load the shard: StoreUnreachable: refused",
+                                         "error_type": "StoreUnreachable", "transient": True}
+        if worker == "w2":  # the word appears in the text, but the type says it is no passing condition
+            return "application error", {"error": "cannot load the shard: ShardCorrupt: member Throttled.npy",
+                                         "error_type": "ShardCorrupt", "transient": False}
+        return fake_train(params, delay=0)
+
+    fake_controller.impl = typed
+    driver = make_driver(fake_controller, tmp_path, n=2, max_retries=2)
+    monkeypatch.setattr(d, "RETRY_POLICY", RetryPolicy(base=0.01, cap=0.02))
+    summary = driver.run(threading.Event())
+    assert calls["w2"] == 1 and (summary.done, summary.failed) == (1, 1)
+    assert calls["w1"] >= 2  # retried after the transient failure, then trained to the end
 
 
 def test_a_chain_that_makes_no_progress_is_retried_then_failed(fake_controller, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from actions.config import KNOWN, REQUIRED
+from owtrain.action_params import KNOWN, REQUIRED
 from wsk import config as c
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from param_server.auth import verify_token
+from owtrain.tokens import verify_token
 from tests.fixtures.common import ROOT
 from tests.wsk.chains import write_shard_list
 

@@ -6,8 +6,8 @@ import hashlib
 from pathlib import Path
 from urllib.parse import quote_plus
 
-from dataset_packer.config import StoreConfig
 from dataset_packer.stores.s3 import S3Store
+from owtrain.s3 import S3Settings
 
 
 def minio_event(bucket: str, key: str, etag: str = "0" * 32, name: str = "s3:ObjectCreated:Put") -> dict:
@@ -28,7 +28,7 @@ def minio_event(bucket: str, key: str, etag: str = "0" * 32, name: str = "s3:Obj
 
 
 def swift_store(swift_s3, bucket: str) -> S3Store:
-    store = S3Store(StoreConfig(endpoint=swift_s3.endpoint, bucket=bucket, access_key=swift_s3.access_key,
+    store = S3Store(S3Settings(endpoint=swift_s3.endpoint, bucket=bucket, access_key=swift_s3.access_key,
                                 secret_key=swift_s3.secret_key, region=swift_s3.region))
     store.ensure_bucket()
     return store

@@ -44,6 +44,13 @@ class Activation:
             return str(self.result["error"])
         return self.status
 
+    @property
+    def error_type(self) -> str | None:
+        """The class name of the action's error (`owtrain.errors`) when its result carries it as data."""
+        if isinstance(self.result, dict) and isinstance(self.result.get("error_type"), str):
+            return str(self.result["error_type"])
+        return None
+
     @classmethod
     def from_record(cls, record: dict) -> Activation:
         """Build from an OpenWhisk activation record (GET /activations/{id})."""

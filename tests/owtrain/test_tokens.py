@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from owtrain.errors import Forbidden, Unauthorized
-from param_server.auth import bearer, mint_token, verify_token
+from owtrain.tokens import bearer, mint_token, verify_token
 
 
 def test_valid_token_names_its_worker():

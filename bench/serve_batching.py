@@ -97,9 +97,9 @@ def offer(url: str, rate: float, seconds: float, seed: int, hot: float = 0.0) ->
 # -- the servers -----------------------------------------------------------------------------------
 
 def make_repository(root: Path) -> Path:
+    from owtrain.model_signature import Signature
     from owtrain.models import build_model
     from serving.repository import publish
-    from serving.signature import Signature
 
     sig = Signature(shape=(1, 28, 28), classes=tuple(str(d) for d in range(10)), mean=(0.1307,), std=(0.3081,))
     publish(root, "mnist", "lenet5", build_model("lenet5", seed=0).state_dict(), sig)

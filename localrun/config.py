@@ -6,6 +6,7 @@ shards, secret and hyper-parameters as the interrupted one; only the ports are p
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from dataclasses import asdict, dataclass, fields, replace
@@ -19,6 +20,7 @@ from owtrain.settings import setting
 from wsk.config import DEFAULT_INVOKER
 
 CONFIG_FILE = "config.json"
+TENSORBOARD_DIR = "tensorboard"  # RUN_DIR/tensorboard: the server's event files and the test scalars
 
 DEFAULT_MODE = "delta"
 DEFAULT_BATCH = 64
@@ -137,8 +139,6 @@ class LocalConfig:
         if self.val_size is not None and self.val_size < 0:
             raise ConfigError(f"--val-size must be 0 or more, got {self.val_size}")
         if self.mlflow_uri is not None:
-            from localrun.trackers import check_mlflow
-
             check_mlflow()
         if self.invoker not in ("local", "docker"):
             raise ConfigError(f"--invoker {self.invoker!r}: choose local or docker (or --openwhisk)")
@@ -200,6 +200,13 @@ class LocalConfig:
             return replace(cls(**data), **overrides)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{path} is not a valid run configuration: {exc}") from exc
+
+
+def check_mlflow() -> None:
+    """ConfigError with what to install when no MLflow client is importable (for --mlflow-uri)."""
+    if importlib.util.find_spec("mlflow") is None:
+        raise ConfigError("--mlflow-uri needs the MLflow client: pip install mlflow-skinny==3.17.2 "
+                          "(or drop --mlflow-uri)")
 
 
 def check_components(cfg: LocalConfig) -> None:

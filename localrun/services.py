@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from localrun.config import LocalConfig
+from localrun.config import TENSORBOARD_DIR, LocalConfig
 from owtrain import supervised
 from owtrain.errors import ConfigError, ServerUnavailable
 from owtrain.naming import TRAIN_KEY_PATTERN, held_out_shard
@@ -42,7 +42,6 @@ EVAL_BY_TIME_ONLY = 10**9
 # Every checkpoint of a run stays on disk: each is a version `owtrain ps rollback` can restore
 # after it has left the server's memory (a LeNet5 checkpoint is about 0.25 MB).
 KEEP_ALL_CHECKPOINTS = 10**6
-TENSORBOARD_DIR = "tensorboard"
 STATIC_DASHBOARD = "dashboard.html"
 
 

@@ -6,21 +6,19 @@
 - MLflow (`owtrain local --mlflow-uri URI`): one MLflow run per owtrain run, named after the job,
   with the settings as params, the validation curve (step = model version), the test accuracy,
   and the model files and report as artifacts. The client comes from `mlflow-skinny` (or `mlflow`),
-  imported only when asked for; `check_mlflow` says what to install before the run starts.
+  imported only when asked for; `localrun.config.check_mlflow` says what to install before the run starts.
   MLflow 3 refuses plain-folder stores (`file:`) unless `MLFLOW_ALLOW_FILE_STORE=true` is set;
   `http(s)://` tracking servers need nothing more, `sqlite:` needs the full `mlflow` package.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from localrun.config import LocalConfig
-from owtrain.errors import ConfigError
+from localrun.config import TENSORBOARD_DIR, LocalConfig, check_mlflow
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +29,6 @@ MAX_PARAM_CHARS = 500  # MLflow's limit on a param value; longer ones are cut, n
 def record_trackers(cfg: LocalConfig, report: Mapping[str, Any]) -> None:
     """After the report of a run: its test evaluation next to the server's TensorBoard files and,
     with `--mlflow-uri`, the MLflow run. A tracker that fails is logged; the run folder has it all."""
-    from localrun.services import TENSORBOARD_DIR
 
     if cfg.tensorboard and report.get("test"):
         write_test_scalars(cfg.run_dir / TENSORBOARD_DIR, report["test"])
@@ -53,13 +50,6 @@ def write_test_scalars(logdir: Path, test: Mapping[str, Any]) -> None:
         board.evaluated("test", int(test.get("version") or 0), float(test["loss"]), float(test["accuracy"]))
     finally:
         board.close()
-
-
-def check_mlflow() -> None:
-    """ConfigError with what to install when no MLflow client is importable."""
-    if importlib.util.find_spec("mlflow") is None:
-        raise ConfigError("--mlflow-uri needs the MLflow client: pip install mlflow-skinny==3.17.2 "
-                          "(or drop --mlflow-uri)")
 
 
 def log_mlflow(uri: str, run_name: str, params: Mapping[str, Any], evaluations: Iterable[Mapping[str, Any]],

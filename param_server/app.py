@@ -16,6 +16,7 @@ from param_server.dashboard import dashboard_bp
 from param_server.hotpath import HotPath
 from param_server.routes.admin import admin_routes
 from param_server.routes.errors import Answer, http_answer, owtrain_answer
+from param_server.routes.publish import publish_routes
 from param_server.routes.seed import seed_routes
 from param_server.routes.shards import shard_routes
 from param_server.routes.status import status_routes
@@ -27,8 +28,8 @@ def create_app(rt: Runtime) -> Flask:
     """The Flask app for one `Runtime`: the route blueprints and the JSON error handlers."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = rt.cfg.max_body_bytes
-    for bp in (seed_routes(rt), training_routes(rt), status_routes(rt), admin_routes(rt), shard_routes(rt),
-               dashboard_bp):
+    for bp in (seed_routes(rt), training_routes(rt), status_routes(rt), admin_routes(rt), publish_routes(rt),
+               shard_routes(rt), dashboard_bp):
         app.register_blueprint(bp)
 
     @app.errorhandler(OwtrainError)

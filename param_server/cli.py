@@ -1,7 +1,7 @@
-"""`owtrain ps …`: run the parameter server, or talk to one (token, rollback, export).
+"""`owtrain ps …`: run the parameter server, or talk to one (token, rollback, export, publish).
 
 `owtrain ps --model lenet5 --port 29500 --strategy sync:k=4 --job J --secret-file F` serves;
-`owtrain ps token|rollback|export …` are small clients. Heavy imports happen inside the commands.
+`owtrain ps token|rollback|export|publish …` are small clients. Heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_secret_args(p)
     _add_serve_args(p)
     p.set_defaults(func=cmd_serve)
-    sub = p.add_subparsers(dest="ps_command", metavar="{token,rollback,export,journal}")
+    sub = p.add_subparsers(dest="ps_command", metavar="{token,rollback,export,publish,journal}")
 
     t = sub.add_parser("token", help="print a worker token minted from the job secret",
                        formatter_class=HelpFormatter)
@@ -54,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_client_args(e)
     e.add_argument("--out", type=Path, required=True, help="file to write (safetensors, metadata 'version')")
     e.set_defaults(func=cmd_export)
+
+    u = sub.add_parser("publish", help="publish the current parameters into the server's --model-repository "
+                                       "as the next model version (admin)", formatter_class=HelpFormatter)
+    _add_client_args(u)
+    u.add_argument("--name", default=None, help="model name in the repository (default: the eval shard's dataset)")
+    u.set_defaults(func=cmd_publish)
 
     j = sub.add_parser("journal", help="list or dump the update journal's segments (like Kafka's DumpLogSegments)",
                        formatter_class=HelpFormatter)
@@ -117,9 +123,18 @@ def _config(args: argparse.Namespace) -> PSConfig:
     if not args.job:
         raise ConfigError("--job is required to serve (the job name the tokens are minted for)")
     s3 = None
-    if args.s3_endpoint:
-        if not args.s3_bucket:
-            raise ConfigError("--s3-endpoint needs --s3-bucket")
+    opts = values(PSConfig, args)
+    repository = opts["model_repository"]
+    s3_repository = bool(repository and repository.startswith("s3://"))
+    if args.s3_endpoint and not args.s3_bucket and not s3_repository:
+        raise ConfigError("--s3-endpoint needs --s3-bucket (checkpoint uploads) or an s3:// --model-repository")
+    if s3_repository and not args.s3_endpoint:
+        raise ConfigError("an s3:// --model-repository needs --s3-endpoint (and $OWTRAIN_S3_ACCESS_KEY, "
+                          "$OWTRAIN_S3_SECRET_KEY)")
+    if repository and not args.eval_shard:
+        raise ConfigError("--model-repository needs --eval-shard: a published version carries the input "
+                          "signature and scores read from it")
+    if args.s3_endpoint and args.s3_bucket:
         s3 = from_env(args.s3_endpoint, args.s3_bucket)
     shard, shards = _shard(args.shard or "0/1")
     urls: tuple[str, ...] = ()
@@ -132,8 +147,12 @@ def _config(args: argparse.Namespace) -> PSConfig:
     if shards > 1 and shard == 0 and args.eval_shard is not None and not urls:
         raise ConfigError(f"--eval-shard with --shard {args.shard} needs --shard-urls (all {shards} shard URLs, "
                           "shard 0 first): shard 0 evaluates the whole model, pulling the other shards' slices")
-    return PSConfig(job=args.job, secret=read_secret(args.secret_file), s3=s3, shard=shard, shards=shards,
-                    shard_urls=urls, **values(PSConfig, args))
+    if repository and shards > 1:
+        raise ConfigError("--model-repository is not supported on a sharded server yet (a shard holds a slice): "
+                          "publish from `owtrain ps export --url <every shard>` instead")
+    repository_s3 = from_env(args.s3_endpoint, "") if s3_repository else None
+    return PSConfig(job=args.job, secret=read_secret(args.secret_file), s3=s3, repository_s3=repository_s3,
+                    shard=shard, shards=shards, shard_urls=urls, **opts)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -227,6 +246,26 @@ def cmd_export(args: argparse.Namespace) -> int:
         tmp.unlink(missing_ok=True)
     print(f"wrote version {version} ({len(tensors)} tensors) to {args.out}")
     return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    client = _admin_client(args)
+    if client.shards > 1:
+        from owtrain.errors import ConfigError
+
+        raise ConfigError("publish talks to one server (a sharded server cannot publish yet: see "
+                          "docs/param_server.md, Sharding)")
+    result = client.admin("publish", {"name": args.name} if args.name else {})[0]
+    scores = ", ".join(f"{split} accuracy {s['accuracy']:.4f}" for split, s in result["scores"].items())
+    print(f"published parameters version {result['ps_version']} as model {result['model']} version "
+          f"{result['version']} ({result['location']}; {scores}); serve it with: "
+          f"owtrain serve --repository {_repository_root(result['location'], result['model'])}")
+    return 0
+
+
+def _repository_root(location: str, model: str) -> str:
+    """The repository root of a version's location `<root>/<model>/<n>`."""
+    return location.rsplit(f"/{model}/", 1)[0]
 
 
 def cmd_journal(args: argparse.Namespace) -> int:

@@ -92,6 +92,12 @@ class PSConfig:
     journal_dir: Path | None = setting(None, "update journal folder (default: <checkpoint-dir>/journal)")
     journal_segment_bytes: int = setting(64 * MIB, "roll journal segments at this size in MB",
                                          flag="--journal-segment-mb", scale=MIB)
+    # `POST /admin/publish` (param_server/routes/publish.py) writes the current parameters here as a numbered model
+    # version; an s3:// one is reached with `repository_s3` (--s3-endpoint and the OWTRAIN_S3_* keys)
+    model_repository: str | None = setting(None, "model repository (a folder, or s3://bucket/prefix at "
+                                                 "--s3-endpoint) that `owtrain ps publish` writes the current "
+                                                 "parameters into as the next numbered version (needs --eval-shard)")
+    repository_s3: S3Settings | None = None
     # a sharded job (docs/param_server.md, Sharding; `--shard I/S`, `--shard-urls` in param_server/cli.py):
     # this server holds shard `shard` of `shards`; `shard_urls` (every shard's URL in shard order) lets
     # shard 0's evaluator assemble the whole model

@@ -23,7 +23,7 @@ from importlib import resources
 from typing import Any
 
 import gevent
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from owtrain.errors import (
@@ -48,6 +48,7 @@ ERRORS: dict[type[OwtrainError], tuple[int, str]] = {
     BadRequest: (400, "bad_request"), Unauthorized: (401, "unauthorized"), Forbidden: (403, "forbidden"),
     ObjectMissing: (404, "not_found"), PayloadTooLarge: (413, "too_large"), Throttled: (429, "throttled"),
 }
+PANEL_VENDOR = ("uPlot.iife.min.js", "uPlot.min.css")
 BINARY_TYPES = ("image/png", "application/x-npy", "application/octet-stream")
 # name[/versions/V | /labels/L][:predict | :observe | /metadata]
 PATH = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -179,9 +180,26 @@ def create_app(cfg: ServeConfig, predictor: Predictor, limits: CallerLimits, eve
         body["repository"] = live.repo.describe()
         return jsonify(body)
 
+    @app.get("/api/history")
+    def history() -> Response:
+        try:
+            since = float(request.args.get("since", "0"))
+        except ValueError:
+            raise BadRequest("since must be a Unix time in seconds, e.g. ?since=0") from None
+        return jsonify(metrics.history_since(since if math.isfinite(since) else 0.0))
+
     @app.get("/panel")
     def panel() -> Response:
-        return Response(panel_html, content_type="text/html; charset=utf-8")
+        return Response(panel_html, content_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+
+    @app.get("/panel/vendor/<name>")
+    def panel_vendor(name: str) -> Response:
+        """The uPlot library the parameter server's dashboard vendors (one copy in the tree)."""
+        from param_server.dashboard import STATIC_DIR  # here: the predict action never serves the panel
+
+        if name not in PANEL_VENDOR:
+            raise ObjectMissing(f"no panel asset {name!r}")
+        return send_from_directory(STATIC_DIR / "vendor", name, max_age=3600)
 
     @app.post("/events")
     def webhook() -> Response:

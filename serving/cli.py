@@ -58,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cp.add_argument("--version", type=int, default=None, help="source version (default: the newest)")
     cp.add_argument("--to", required=True, help="target repository: a folder or s3://bucket/prefix (with --s3-endpoint)")
     cp.set_defaults(func=cmd_publish)
+    if "bridge" in subparsers.choices:  # `owtrain bridge serve --predict-repository …` (serving/bridge_sink.py)
+        from serving.bridge_sink import PredictSinkFactory
+        from wsk.cli import add_bridge_sink
+
+        add_bridge_sink(subparsers, PredictSinkFactory())
 
 
 def _location_options(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from owtrain.errors import ConfigError
-from owtrain.settings import setting
+from owtrain.settings import default_of, setting
 from serving.batcher import make_policy
 from serving.limits import LimitSettings
 
@@ -75,3 +75,14 @@ class EventsConfig:
     window_s: float = setting(60.0, "the limiter's window in seconds")
     state: str = setting("", "SQLite file of seen inputs (default ~/.owtrain/serving-events-<bucket>.db)")
     token: str = ""  # the webhook token, from $OWTRAIN_EVENTS_TOKEN
+
+
+@dataclass(frozen=True)
+class BridgePredictConfig:
+    """Event-driven inference inside `owtrain bridge serve` (serving/bridge_sink.py): off unless a
+    repository is given. The prefix, model and state options are EventsConfig's (`--predict-*`)."""
+
+    repository: str = setting("", "model repository (a folder, or s3://bucket/prefix at --endpoint) whose model "
+                                  "predicts uploaded images; empty: no inference")
+    policy: str = setting(default_of(ServeConfig, "policy"), "version policy of that repository (as owtrain serve "
+                                                              "--policy)")

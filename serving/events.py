@@ -21,11 +21,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dataset_packer.stores.repo_storage import S3Storage
 from owtrain.errors import BadRequest, ConfigError, ObjectMissing, OwtrainError
+from owtrain.model_repository_layout import RepoStorage
 from serving.config import EventsConfig
 from serving.inputs import binary_instance
 from serving.predictor import Predictor
-from serving.storage import RepoStorage, S3Storage
 from wsk.ratelimit import RateLimiter
 from wsk.sqlite import connect
 
@@ -53,7 +54,7 @@ def start_bridge(events: EventsConfig, s3: S3Settings, predictor: Predictor) -> 
     trains nothing here (the shard pattern matches no key); `owtrain bridge serve` runs training."""
     from dataset_packer.stores.s3 import S3Store
     from wsk.bridge import Bridge
-    from wsk.config import BridgeConfig, DriverConfig, LocalInvokerConfig, state_dir
+    from wsk.config import BridgeConfig, DriverConfig, LocalInvokerConfig
     from wsk.driver import Driver
     from wsk.invoker.local import LocalInvoker
     from wsk.sources import bucket_lister
@@ -62,10 +63,8 @@ def start_bridge(events: EventsConfig, s3: S3Settings, predictor: Predictor) -> 
     if not events.token:
         raise ConfigError("event-driven inference needs the webhook token in $OWTRAIN_EVENTS_TOKEN")
     store = S3Store(replace(s3, bucket=events.bucket))
-    base = Path(events.state) if events.state else state_dir() / f"serving-events-{events.bucket}.db"
-    model = events.model or next(iter(predictor.live.names()), "")
-    if not model:
-        raise ConfigError("--events-model: the repository holds no model yet")
+    base = state_base(events.state, events.bucket)
+    model = model_to_answer(events.model, predictor, "--events-model")
     state = DriverState(base.with_suffix(".bridge.db"))
     invoker = LocalInvoker(LocalInvokerConfig(db_path=base.with_suffix(".activations.db")))
     driver = Driver(invoker, state, DriverConfig(job=f"serving-events-{events.bucket}", ps_url="-", secret="-",
@@ -73,6 +72,21 @@ def start_bridge(events: EventsConfig, s3: S3Settings, predictor: Predictor) -> 
     sink = EventPredictor(S3Storage(store, events.bucket), predictor, model, events.prefix, base, driver.limiter)
     return Bridge(BridgeConfig(token=events.token, key_pattern=NO_SHARDS, poll_interval_s=events.poll_s),
                   events.bucket, state, driver, bucket_lister(store, events.prefix), sink=sink)
+
+
+def state_base(state: str, bucket: str) -> Path:
+    """The SQLite file of seen inputs: `state`, or ~/.owtrain/serving-events-<bucket>.db."""
+    from wsk.config import state_dir
+
+    return Path(state) if state else state_dir() / f"serving-events-{bucket}.db"
+
+
+def model_to_answer(model: str, predictor: Predictor, option: str) -> str:
+    """`model`, or the first model the repository serves; ConfigError naming `option` when there is none."""
+    chosen = model or next(iter(predictor.live.names()), "")
+    if not chosen:
+        raise ConfigError(f"{option}: the repository holds no model yet")
+    return chosen
 
 
 class EventPredictor:

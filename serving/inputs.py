@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from owtrain.errors import BadRequest
-from serving.signature import Signature
+from owtrain.model_signature import Signature
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NPY_MAGIC = b"\x93NUMPY"

@@ -13,9 +13,10 @@ import torch
 
 from owtrain import codec
 from owtrain.errors import BadRequest
+from owtrain.model_repository_layout import VersionMeta
 from owtrain.models import build_model, param_spec
 from serving.inputs import normalise
-from serving.repository import Repository, VersionMeta
+from serving.repository import Repository
 
 
 @dataclass

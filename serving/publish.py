@@ -7,7 +7,6 @@ whatever the run measured (test, and validation when the run held one out).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,10 @@ from typing import Any
 from torch import nn
 
 from owtrain.errors import ConfigError
+from owtrain.model_repository_layout import default_model_name
+from owtrain.model_signature import signature_from_manifest
 from owtrain.naming import held_out_shard
 from serving.repository import publish
-from serving.signature import Signature
 
 MODELS_DIR = "models"
 
@@ -33,15 +33,6 @@ class Published:
         return f"owtrain serve --run-dir {run_dir}"
 
 
-def signature_from_manifest(manifest: Mapping[str, Any]) -> Signature:
-    """The input signature a shard manifest implies (Contract 1's `x`, `classes`, `normalisation`)."""
-    norm = manifest["normalisation"]
-    shape = tuple(int(v) for v in manifest["x"]["shape"][1:])
-    return Signature(shape=shape, classes=tuple(str(c) for c in manifest["classes"]),
-                     mean=tuple(float(v) for v in norm["mean"]), std=tuple(float(v) for v in norm["std"]),
-                     scale=float(norm.get("scale", 255.0)), dtype=str(manifest["x"]["dtype"]))
-
-
 def publish_run(run_dir: Path, arch: str, model: nn.Module, shards_dir: Path,
                 scores: Mapping[str, Mapping[str, float | None]], source: Mapping[str, Any] | None = None) -> Published:
     """Publish `model` as the next version of the run's dataset model in RUN_DIR/models."""
@@ -51,7 +42,7 @@ def publish_run(run_dir: Path, arch: str, model: nn.Module, shards_dir: Path,
     if test is None:
         raise ConfigError(f"no test shard in {shards_dir}: cannot tell the model's input signature")
     manifest = read_shard(test).manifest
-    name = re.sub(r"[^A-Za-z0-9_.\-]", "-", str(manifest.get("dataset") or arch)).strip(".-") or arch
+    name = default_model_name(manifest, arch)
     root = run_dir / MODELS_DIR
     version = publish(root, name, arch, model.state_dict(), signature_from_manifest(manifest),
                       {k: dict(v) for k, v in scores.items() if v}, source)

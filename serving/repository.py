@@ -1,14 +1,8 @@
-"""The model repository: numbered version folders per model, labels, a version policy, publishing.
+"""The model repository as the server reads it: versions, labels, a version policy, publishing.
 
-Layout (TensorFlow Serving's, with owtrain's files)::
-
-    <root>/<model>/labels.json            {"stable": 2, "canary": 3, "canary_percent": 10, "history": [...]}
-    <root>/<model>/<n>/model.safetensors  the weights (safetensors: nothing is unpickled)
-    <root>/<model>/<n>/meta.json          architecture, input signature, validation/test scores, sha256
-
-`meta.json` is written last and names the weights' sha256, so a version is complete exactly when
-its meta.json exists and matches: a server scanning while a run publishes never loads half a
-version. Dropping a new numbered folder in deploys it (the server rescans); labels move traffic
+The layout and the writing of one version are foundation (`owtrain.model_repository_layout`,
+shared with the parameter server's `/admin/publish`); this module reads versions back (weights
+checked against their sha256), keeps the labels and chooses what to serve. Dropping a new numbered folder in deploys it (the server rescans); labels move traffic
 (`owtrain serve promote` / `rollback` rewrite labels.json, which the server re-reads).
 """
 
@@ -16,9 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,43 +19,20 @@ import torch
 
 from owtrain import codec
 from owtrain.errors import BadRequest, ConfigError, ObjectMissing
-from serving.signature import Signature
-from serving.storage import LocalStorage, RepoStorage
+from owtrain.model_repository_layout import (
+    LABELS,
+    META,
+    WEIGHTS,
+    LocalStorage,
+    RepoStorage,
+    VersionMeta,
+    complete_versions,
+    publish_tensors,
+    write_version,
+)
+from owtrain.model_signature import Signature
 
-FORMAT = "owtrain-model/1"
-WEIGHTS, META, LABELS = "model.safetensors", "meta.json", "labels.json"
 LABEL_NAMES = ("stable", "canary")
-
-
-@dataclass(frozen=True)
-class VersionMeta:
-    """What `meta.json` says about one version. `scores` maps a split (`validation`, `test`) to
-    `{"accuracy", "loss"}`; a split the run did not measure is absent."""
-
-    model: str
-    num_classes: int
-    signature: Signature
-    sha256: str
-    scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
-    created: float = 0.0
-    source: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "model": self.model, "num_classes": self.num_classes,
-                "signature": self.signature.to_json(), "sha256": self.sha256, "scores": self.scores,
-                "created": self.created, "source": self.source}
-
-    @classmethod
-    def from_json(cls, data: Any, where: str) -> VersionMeta:
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise BadRequest(f"{where}: not an {FORMAT} meta.json")
-        try:
-            return cls(model=str(data["model"]), num_classes=int(data["num_classes"]),
-                       signature=Signature.from_json(data["signature"]), sha256=str(data["sha256"]),
-                       scores=dict(data.get("scores") or {}), created=float(data.get("created") or 0.0),
-                       source=dict(data.get("source") or {}))
-        except (KeyError, TypeError, ValueError, BadRequest) as exc:
-            raise BadRequest(f"{where}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -160,12 +130,7 @@ class Repository:
 
     def versions(self, name: str) -> list[int]:
         """Complete versions (their meta.json exists), ascending."""
-        found = set()
-        for key in self.storage.list(f"{name}/"):
-            parts = key.split("/")
-            if len(parts) == 3 and parts[1].isdigit() and parts[2] == META:
-                found.add(int(parts[1]))
-        return sorted(found)
+        return complete_versions(self.storage, name)
 
     def meta(self, name: str, version: int) -> VersionMeta:
         where = f"{self.describe()}/{name}/{version}/{META}"
@@ -205,16 +170,7 @@ class Repository:
                 scores: Mapping[str, Mapping[str, float | None]] | None = None,
                 source: Mapping[str, Any] | None = None) -> int:
         """Write a new version (the next number) and return it: the weights first, meta.json last."""
-        if not name or "/" in name or name.startswith("."):
-            raise ConfigError(f"model name {name!r} must be one path segment")
-        data = codec.encode_tensors(tensors)
-        version = max(self.versions(name), default=0) + 1
-        meta = VersionMeta(model=arch, num_classes=len(signature.classes), signature=signature,
-                           sha256=hashlib.sha256(data).hexdigest(), scores={k: dict(v) for k, v in (scores or {}).items()},
-                           created=time.time(), source=dict(source or {}))
-        self.storage.write(f"{name}/{version}/{WEIGHTS}", data)
-        self.storage.write(f"{name}/{version}/{META}", json.dumps(meta.to_json(), indent=2).encode())
-        return version
+        return publish_tensors(self.storage, name, arch, tensors, signature, scores, source)
 
 
 def copy_version(source: Repository, name: str, version: int, target: Repository) -> int:
@@ -224,11 +180,8 @@ def copy_version(source: Repository, name: str, version: int, target: Repository
     data = source.storage.read(f"{name}/{version}/{WEIGHTS}")
     if data is None or hashlib.sha256(data).hexdigest() != meta.sha256:
         raise BadRequest(f"{source.describe()}/{name}/{version}: {WEIGHTS} is missing or does not match its sha256")
-    new = max(target.versions(name), default=0) + 1
-    target.storage.write(f"{name}/{new}/{WEIGHTS}", data)
     copied = replace(meta, source={**meta.source, "copied_from": f"{source.describe()}/{name}/{version}"})
-    target.storage.write(f"{name}/{new}/{META}", json.dumps(copied.to_json(), indent=2).encode())
-    return new
+    return write_version(target.storage, name, data, copied)
 
 
 def publish(root: Path | RepoStorage, name: str, arch: str, tensors: Mapping[str, torch.Tensor],

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from dataclasses import dataclass, replace
-from pathlib import Path
+import threading
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import gevent
 import gevent.event
 from flask import Flask
 
-from owtrain.errors import ConfigError
+from owtrain.model_repository_layout import RepoStorage
 from owtrain.s3 import DEFAULT_REGION, S3Settings, from_env
 from owtrain.wsgi import NoDelayWSGIServer
 from serving.batcher import make_policy
@@ -22,11 +22,10 @@ from serving.cache import PredictionCache
 from serving.config import EventsConfig, ServeConfig
 from serving.limits import CallerLimits
 from serving.live import LiveModels
-from serving.metrics import ServingMetrics
+from serving.metrics import HISTORY_INTERVAL_S, ServingMetrics
 from serving.predictor import Predictor
 from serving.repository import Repository, parse_policy
 from serving.selection import Exp3
-from serving.storage import LocalStorage, RepoStorage, S3Storage
 
 if TYPE_CHECKING:
     from wsk.bridge import Bridge
@@ -37,17 +36,9 @@ log = logging.getLogger(__name__)
 def open_storage(location: str, s3: S3Settings | None = None) -> RepoStorage:
     """A folder path, or `s3://bucket/prefix` (needs `s3`: its endpoint and credentials; the bucket is the
     location's)."""
-    if not location.startswith("s3://"):
-        return LocalStorage(Path(location))
-    parts = urlsplit(location)
-    if not parts.netloc:
-        raise ConfigError(f"{location!r}: an S3 repository looks like s3://bucket/prefix")
-    if s3 is None:
-        raise ConfigError("an s3:// repository needs --s3-endpoint and OWTRAIN_S3_ACCESS_KEY / OWTRAIN_S3_SECRET_KEY")
-    from dataset_packer.stores import open_store
+    from dataset_packer.stores.repo_storage import open_repo_storage
 
-    store = open_store("s3", replace(s3, bucket=parts.netloc))
-    return S3Storage(store, parts.netloc, parts.path)
+    return open_repo_storage(location, s3)
 
 
 def s3_from_env(endpoint: str | None) -> S3Settings | None:
@@ -86,9 +77,18 @@ def build(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = 
     bandit = Exp3(cfg.exp3_gamma) if cfg.selection == "exp3" else None
     predictor = Predictor(live, PredictionCache(cfg.cache_size), metrics, cfg.timeout_s, bandit)
     limits = CallerLimits(cfg.limits, cfg.secret, cfg.job)
+    threading.Thread(target=_sample_history, args=(metrics, live), name="serve-history", daemon=True).start()
     bridge = start_bridge(events, s3, predictor) if events is not None and s3 is not None else None
     return Stack(live, predictor, limits, create_app(cfg, predictor, limits, bridge.receive if bridge else None),
                  bridge)
+
+
+def _sample_history(metrics: ServingMetrics, live: LiveModels) -> None:
+    """Close one panel-history window per HISTORY_INTERVAL_S for as long as the process lives."""
+    while True:
+        time.sleep(HISTORY_INTERVAL_S)
+        metrics.queues(live.queues())
+        metrics.sample()
 
 
 def serve(cfg: ServeConfig, storage: RepoStorage, events: EventsConfig | None = None,

@@ -17,4 +17,5 @@ pytest_plugins = [
     "tests.fixtures.action",
     "tests.fixtures.wsk",
     "tests.fixtures.docker",
+    "tests.fixtures.browser",
 ]

@@ -20,11 +20,12 @@ from localrun.config import LocalConfig
 from owtrain.action_params import ActionParams
 from owtrain.settings import add_options, options, values
 from param_server.config import PSConfig
-from serving.config import EventsConfig, ServeConfig
+from serving.config import BridgePredictConfig, EventsConfig, ServeConfig
 from wsk.config import BridgeConfig, DockerConfig, DriverConfig, LocalInvokerConfig, WskConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-DERIVED = (PSConfig, LocalConfig, DriverConfig, BridgeConfig, LocalInvokerConfig, ServeConfig, EventsConfig)
+DERIVED = (PSConfig, LocalConfig, DriverConfig, BridgeConfig, LocalInvokerConfig, ServeConfig, EventsConfig,
+           BridgePredictConfig)
 CONFIGS = (*DERIVED, ActionParams, ActionConfig, DockerConfig, WskConfig)
 CLI_MODULES = sorted([*ROOT.glob("*/cli.py"), *ROOT.glob("commands/*.py")])
 UNIT_SUFFIXES = ("_s", "_ms", "_bytes", "_mb")

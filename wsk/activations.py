@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -98,7 +99,7 @@ class ActivationStore:
                 for r in rows]
 
 
-def _activation(row) -> Activation:
+def _activation(row: sqlite3.Row) -> Activation:
     return Activation(activation_id=row["id"], name=row["name"], status=row["status"],
                       result=json.loads(row["result"]) if row["result"] else None, start=row["start"],
                       end=row["end"], logs=json.loads(row["logs"]), annotations=json.loads(row["annotations"]))

@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import Flask, Response, jsonify, request
 
@@ -30,6 +30,11 @@ from wsk.config import BridgeConfig
 from wsk.driver import Driver
 from wsk.events import check_authorization, is_shard, parse_notification
 from wsk.state import DriverState
+
+if TYPE_CHECKING:
+    import argparse
+
+    from dataset_packer.stores.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,18 @@ class ObjectSink(Protocol):
     def add(self, key: str) -> bool: ...
 
     def step(self) -> int: ...
+
+
+class SinkFactory(Protocol):
+    """How a part above wsk (serving) feeds `owtrain bridge serve` without wsk importing it: the part
+    registers one with `wsk.cli.add_bridge_sink` from its own CLI registration; its options join the
+    command's, and when they are set `build` returns the sink the bridge then feeds."""
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def build(self, args: argparse.Namespace, store: Store, driver: Driver) -> ObjectSink | None:
+        """The sink for these options (None when they leave it off); ConfigError for bad options."""
+        ...
 
 
 class Bridge:

@@ -21,6 +21,8 @@ from owtrain.settings import HelpFormatter, add_options, values
 from wsk import config as c
 
 if TYPE_CHECKING:
+    from dataset_packer.stores.s3 import S3Store
+    from wsk.bridge import SinkFactory
     from wsk.invoker.base import Invoker
 
 log = logging.getLogger(__name__)
@@ -252,8 +254,17 @@ def _register_bridge(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--region", default=DEFAULT_REGION, help="S3 region used for signing")
     add_driver_options(serve)
     add_invoker_options(serve)
-    serve.set_defaults(func=cmd_bridge_serve)
+    serve.set_defaults(func=cmd_bridge_serve, sink_factories=())
     p.set_defaults(func=lambda _a: p.print_help() or 2)
+
+
+def add_bridge_sink(subparsers: argparse._SubParsersAction, factory: SinkFactory) -> None:
+    """Let a part above wsk (serving's event-driven inference) take uploads from `owtrain bridge serve`:
+    its options join the command's and its sink, when built, gets the keys it wants (wsk.bridge)."""
+    bridge = subparsers.choices["bridge"]
+    serve = next(a for a in bridge._actions if isinstance(a, argparse._SubParsersAction)).choices["serve"]
+    factory.add_options(serve)
+    serve.set_defaults(sink_factories=(*serve.get_default("sink_factories"), factory))
 
 
 def cmd_bridge_serve(args: argparse.Namespace) -> int:
@@ -273,12 +284,16 @@ def cmd_bridge_serve(args: argparse.Namespace) -> int:
         store = _open_store(args)
         state = DriverState(args.state or c.state_dir() / f"{driver_cfg.job}-bridge.db")
         invoker = _bridge_invoker(args, config, driver_cfg)
+        targeted = driver_cfg.target_accuracy is not None
+        driver = Driver(invoker, state, driver_cfg, resolver=store_resolver(store, config.presign_seconds),
+                        accuracy=accuracy_reader(driver_cfg.ps_url) if targeted else None,
+                        closer=job_closer(driver_cfg))
+        sinks = [s for f in args.sink_factories if (s := f.build(args, store, driver)) is not None]
+        if len(sinks) > 1:
+            raise ConfigError("the bridge feeds one sink; enable one of its consumers")
     except (OwtrainError, ValueError) as exc:  # a usage error: nothing was started (exit 2)
         raise ConfigError(str(exc)) from None
-    targeted = driver_cfg.target_accuracy is not None
-    driver = Driver(invoker, state, driver_cfg, resolver=store_resolver(store, config.presign_seconds),
-                    accuracy=accuracy_reader(driver_cfg.ps_url) if targeted else None, closer=job_closer(driver_cfg))
-    bridge = Bridge(config, args.bucket, state, driver, bucket_lister(store, args.prefix))
+    bridge = Bridge(config, args.bucket, state, driver, bucket_lister(store, args.prefix), sinks[0] if sinks else None)
     bridge.start()
     server = NoDelayWSGIServer((config.host, config.port), bridge.app(), log=None, error_log=log)
     log.info("event bridge on http://%s:%d/events (bucket %s, dispatch %s)", config.host, config.port, args.bucket,
@@ -292,8 +307,8 @@ def cmd_bridge_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(args: argparse.Namespace):
-    from dataset_packer.stores import open_store
+def _open_store(args: argparse.Namespace) -> S3Store:
+    from dataset_packer.stores.s3 import S3Store
     from owtrain.s3 import from_env
 
     endpoint = args.endpoint or os.environ.get("OWTRAIN_S3_ENDPOINT")
@@ -301,7 +316,7 @@ def _open_store(args: argparse.Namespace):
         raise ConfigError("the bridge needs --endpoint, --access-key and --secret-key (or OWTRAIN_S3_* env)")
     config = from_env(endpoint, args.bucket, access_key=args.access_key, secret_key=args.secret_key,
                       region=args.region)
-    return open_store("s3", config, args.public_endpoint)
+    return S3Store(config, args.public_endpoint)
 
 
 def _bridge_invoker(args: argparse.Namespace, config: c.BridgeConfig, driver_cfg: c.DriverConfig) -> Invoker:

@@ -10,6 +10,7 @@ the last recorded cursor (instead of skipping or repeating a stretch of the shar
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -184,7 +185,7 @@ class DriverState:
                            activation_id))
 
 
-def _shard(row) -> Shard:
+def _shard(row: sqlite3.Row) -> Shard:
     return Shard(n=row["n"], key=row["key"], url=row["url"], sha256=row["sha256"], status=row["status"],
                  cursor=json.loads(row["cursor"]) if row["cursor"] else None, epoch=row["epoch"],
                  samples=row["samples"], attempts=row["attempts"], activation_id=row["activation_id"],

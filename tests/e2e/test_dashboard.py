@@ -26,9 +26,6 @@ from tests.fixtures.common import ROOT
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -76,23 +73,6 @@ class Trainer(threading.Thread):
                     self.errors.append(exc)
                 seq[w] += 1
             time.sleep(0.05)
-
-
-@pytest.fixture
-def browser_page():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (scripts/setup.sh --with-test-services)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
-        page.errors = errors
-        yield page
-        browser.close()
 
 
 def _chart(page, name: str) -> dict:

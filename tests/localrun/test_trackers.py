@@ -6,7 +6,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from localrun.trackers import EXPERIMENT, check_mlflow, log_mlflow, write_test_scalars
+from localrun.config import check_mlflow
+from localrun.trackers import EXPERIMENT, log_mlflow, write_test_scalars
 
 
 def test_test_accuracy_lands_next_to_the_servers_scalars(tmp_path):

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from owtrain.model_signature import Signature
 from owtrain.models import build_model
 from serving.repository import publish
-from serving.signature import Signature
 
 MNIST = Signature(shape=(1, 28, 28), classes=tuple(str(d) for d in range(10)), mean=(0.1307,), std=(0.3081,))
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from owtrain.errors import BadRequest, ConfigError, ObjectMissing
+from owtrain.model_repository_layout import LocalStorage
 from serving.cache import PredictionCache, digest
 from serving.repository import Labels, Repository, parse_policy, select_versions
 from serving.routing import bucket, route
-from serving.storage import LocalStorage
 from tests.serving.helpers import MNIST, publish_seeded, seeded_state
 
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dataset_packer.stores.repo_storage import S3Storage
 from serving.config import ServeConfig
 from serving.events import RESULT_SUFFIX, EventPredictor
 from serving.repository import Repository
 from serving.server import build
-from serving.storage import S3Storage
 from tests.serving.helpers import MNIST, random_images, reference_probs, seeded_state
 from tests.wsk.uploads import minio_event, swift_store
 from wsk.bridge import Bridge

@@ -16,9 +16,9 @@ import pytest
 import requests
 from PIL import Image
 
+from dataset_packer.stores.repo_storage import S3Storage
 from serving.events import RESULT_SUFFIX
 from serving.repository import Repository
-from serving.storage import S3Storage
 from tests.serving.helpers import MNIST, random_images, reference_probs, seeded_state
 from tests.wsk.uploads import minio_event, swift_store
 

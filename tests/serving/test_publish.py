@@ -7,10 +7,10 @@ from dataclasses import replace
 
 from dataset_packer.pack import pack
 from dataset_packer.sources import load_source
+from owtrain.model_repository_layout import LocalStorage
 from owtrain.models import build_model
 from serving.publish import publish_run
 from serving.repository import Repository
-from serving.storage import LocalStorage
 from tests.serving.helpers import MNIST
 
 

@@ -10,8 +10,8 @@ import uuid
 import numpy as np
 import pytest
 
+from dataset_packer.stores.repo_storage import S3Storage
 from serving.repository import Repository
-from serving.storage import S3Storage
 from tests.fixtures.common import PYTHON, ROOT
 from tests.serving.helpers import MNIST, publish_seeded, random_images, reference_probs, seeded_state
 from tests.wsk.uploads import swift_store

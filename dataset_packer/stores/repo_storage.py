@@ -1,80 +1,30 @@
-"""Where a model repository's files live: a local folder or an S3 bucket prefix, behind one interface.
+"""A model repository in an S3 bucket prefix: the `RepoStorage` (owtrain.model_repository_layout) on S3.
 
-The repository needs four things: list keys under a prefix, read a small object, write one
-atomically, and say where it is (for the messages). The S3 side goes through dataset_packer's
-public `Store` (list, stat, put_file, presign_get), so it works with every S3 endpoint the rest
-of owtrain works with (MinIO, Swift, moto, AWS).
+The folder implementation, `LocalStorage`, is foundation beside the interface; this one lives
+with the stores because it is built on the public `Store` (list, put_file, presign_get), so it
+works with every S3 endpoint the rest of owtrain works with (MinIO, Swift, moto, AWS). Both
+repository writers use it: serving (the top floor) and the parameter server's `/admin/publish`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
-from abc import ABC, abstractmethod
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from minio.error import S3Error
 
+from dataset_packer.stores import open_store
 from dataset_packer.stores.base import Store
-from owtrain.errors import BadRequest, StoreUnreachable
+from owtrain.errors import BadRequest, ConfigError, StoreUnreachable
+from owtrain.model_repository_layout import LocalStorage, RepoStorage
+from owtrain.s3 import S3Settings
 
 MAX_OBJECT_BYTES = 256 * 1024 * 1024  # a model file far larger than this does not fit an action anyway
-
-
-class RepoStorage(ABC):
-    """Keys are '/'-separated paths relative to the repository root."""
-
-    @abstractmethod
-    def list(self, prefix: str) -> list[str]:
-        """Every key under `prefix` (recursive), sorted; empty when there is none."""
-
-    @abstractmethod
-    def read(self, key: str) -> bytes | None:
-        """The object's bytes, or None when it does not exist."""
-
-    @abstractmethod
-    def write(self, key: str, data: bytes) -> None:
-        """Store `data` under `key`; readers see the old or the new bytes, never a mix."""
-
-    @abstractmethod
-    def describe(self) -> str:
-        """The repository's location as a user typed it."""
-
-
-class LocalStorage(RepoStorage):
-    """A folder on this machine (`RUN_DIR/models` by default)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def list(self, prefix: str) -> list[str]:
-        base = self.root / prefix
-        if not base.is_dir():
-            return []
-        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file()
-                      and not p.name.startswith("."))
-
-    def read(self, key: str) -> bytes | None:
-        try:
-            return (self.root / key).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-
-    def write(self, key: str, data: bytes) -> None:
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-
-    def describe(self) -> str:
-        return str(self.root)
 
 
 class S3Storage(RepoStorage):
@@ -116,3 +66,17 @@ class S3Storage(RepoStorage):
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
+
+
+def open_repo_storage(location: str, s3: S3Settings | None = None) -> RepoStorage:
+    """A folder path, or `s3://bucket/prefix` reached through `s3`'s endpoint and credentials (the
+    bucket is the location's); ConfigError says what is missing."""
+    if not location.startswith("s3://"):
+        return LocalStorage(Path(location))
+    parts = urlsplit(location)
+    if not parts.netloc:
+        raise ConfigError(f"{location!r}: an S3 repository looks like s3://bucket/prefix")
+    if s3 is None:
+        raise ConfigError("an s3:// repository needs --s3-endpoint and OWTRAIN_S3_ACCESS_KEY / OWTRAIN_S3_SECRET_KEY")
+    return S3Storage(open_store("s3", replace(s3, bucket=parts.netloc)), parts.netloc, parts.path,
+                     verify=s3.verify_tls)

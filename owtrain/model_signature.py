@@ -3,11 +3,14 @@
 It travels with every version (`meta.json`) so that a server, the action and a client agree on
 the shape (C, H, W), the pixel scale and the per-channel normalisation the model was trained
 with, and on the class names of its outputs. Clients send raw pixels in the dataset's own scale
-(0..255 for 8-bit images); the server normalises exactly as the training workers did.
+(0..255 for 8-bit images); the server normalises exactly as the training workers did. It is
+foundation because both publishers need it: `owtrain local` (serving/publish.py) and the
+parameter server's `/admin/publish`, which reads it from its evaluation shard's manifest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,3 +58,12 @@ class Signature:
                         "probabilities": {"dtype": "float32", "shape": [-1, len(self.classes)]}},
             "classes": list(self.classes),
         }}}
+
+
+def signature_from_manifest(manifest: Mapping[str, Any]) -> Signature:
+    """The input signature a shard manifest implies (Contract 1's `x`, `classes`, `normalisation`)."""
+    norm = manifest["normalisation"]
+    shape = tuple(int(v) for v in manifest["x"]["shape"][1:])
+    return Signature(shape=shape, classes=tuple(str(c) for c in manifest["classes"]),
+                     mean=tuple(float(v) for v in norm["mean"]), std=tuple(float(v) for v in norm["std"]),
+                     scale=float(norm.get("scale", 255.0)), dtype=str(manifest["x"]["dtype"]))

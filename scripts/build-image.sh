@@ -119,7 +119,9 @@ else
   # A build context of exactly what the Dockerfile copies, the wheelhouse hard-linked in.
   context=$(mktemp -d "$CACHE/context.XXXXXX")
   trap 'rm -rf "$context"' EXIT
-  cp -r Dockerfile.action requirements-action.txt owtrain actions dataset_packer "$context/"
+  # (the paths .dockerignore lets in, so the two lists cannot drift apart; the wheelhouse is added below)
+  mapfile -t copied < <(sed -n 's/^!//p' .dockerignore | grep -vx wheelhouse)
+  cp -r "${copied[@]}" "$context/"
   find "$context" -name __pycache__ -prune -exec rm -rf {} +
   cp -al "$wheelhouse" "$context/wheelhouse" 2>/dev/null || cp -r "$wheelhouse" "$context/wheelhouse"
   log "building $tag offline on $base"

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 
 from owtrain.errors import Throttled, Unauthorized
+from owtrain.token_bucket import TokenBucket
 from owtrain.tokens import bearer, verify_token
-from param_server.admission import TokenBucket
 
 MAX_CALLERS = 100_000  # buckets kept; the oldest are forgotten beyond it (bounded memory under a flood)
 

@@ -27,18 +27,18 @@ import torch
 from actions.config import ActionConfig
 from actions.cursor import BatchOrder
 from actions.deadline import Deadline
-from actions.updates import LocalOptimizer, UpdateGroup, load_params
+from actions.updates import LocalOptimizer, UpdateGroup
 from actions.warm import SHARD, WORKER, WorkerState
 from dataset_packer.download import DEFAULT_POLICY as DOWNLOAD_POLICY
 from dataset_packer.download import fetch_shard
 from dataset_packer.shard import Shard, read_shard
 from owtrain.compression import make_compressor
 from owtrain.cursor import Cursor
-from owtrain.errors import BadRequest, JobClosed, OwtrainError, StaleUpdate, error_fields
+from owtrain.errors import BadRequest, JobClosed, OwtrainError, error_fields
 from owtrain.log import ensure_logging
-from owtrain.models import build_model
+from owtrain.models import build_model, param_spec
 from owtrain.phases import PhaseClock
-from owtrain.ps_client import PSClient
+from owtrain.ps_shards import ShardSet, Versions, job_version
 from owtrain.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def main(args: dict) -> dict:
     # 2. register, then build (or reuse) the model and pull it if the server is newer
     remaining = deadline.remaining()
     timeout = cfg.ps_timeout_s if remaining is None else max(0.5, min(cfg.ps_timeout_s, remaining / 3))
-    client = PSClient(cfg.apihost, cfg.ps_token, timeout=timeout, policy=deadline.retry_policy(RetryPolicy()))
+    client = ShardSet(cfg.apihost, cfg.ps_token, timeout=timeout, policy=deadline.retry_policy(RetryPolicy()))
     progress = Progress(cfg.worker, cfg.cursor or Cursor(seed=cfg.seed), trace=[] if cfg.trace else None)
     finished = False
     closed: str | None = None
@@ -88,9 +88,10 @@ def main(args: dict) -> dict:
                 key = (cfg.apihost, cfg.job, cfg.worker, info["model"], info["num_classes"], str(device),
                        cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.compression)
                 state = WORKER.get(key, lambda: new_state(cfg, info, device))
-            refresh(client, state, int(info["version"]), clock)
+                client.check_plan(param_spec(state.model))  # every shard holds the part this worker expects
+            refresh(client, state, tuple(info["versions"]), clock)
             deadline.observe_push(time.monotonic() - t0)  # a model-sized round trip: the first push estimate
-            progress.version = state.version
+            progress.version = job_version(state.version) if state.version else None
 
             # 3. local steps and pushes until the epochs are done or time runs out
             train(cfg, client, state, shard, device, deadline, progress, clock)
@@ -115,7 +116,7 @@ def main(args: dict) -> dict:
     return result
 
 
-def report_phases(client: PSClient, worker: str, result: dict) -> None:
+def report_phases(client: ShardSet, worker: str, result: dict) -> None:
     """Tell the server where this activation's time went (its dashboard totals them per worker).
     Best effort: a lost report costs the dashboard one activation's figures, never the progress."""
     try:
@@ -124,7 +125,7 @@ def report_phases(client: PSClient, worker: str, result: dict) -> None:
         log.warning("could not report the activation's phases to the parameter server: %s", exc)
 
 
-def train(cfg: ActionConfig, client: PSClient, state: WorkerState, shard: Shard, device: torch.device,
+def train(cfg: ActionConfig, client: ShardSet, state: WorkerState, shard: Shard, device: torch.device,
           deadline: Deadline, progress: Progress, clock: PhaseClock) -> None:
     """The local loop: batches from the cursor, a push per `update_intv` batches (or at an epoch's
     end, or when only the final push still fits), and a pull only when the server moved on."""
@@ -146,53 +147,55 @@ def train(cfg: ActionConfig, client: PSClient, state: WorkerState, shard: Shard,
         if len(losses) >= cfg.update_intv or epoch_ended or not deadline.room_for_batch():
             samples = sum(len(i) for i in batch_indices)
             status = push(cfg, client, state, group, progress.cursor.seq, samples, losses, deadline, clock)
-            progress.commit(position, batch_indices, losses, status, state.version)
+            progress.commit(position, batch_indices, losses, status,
+                            job_version(state.version) if state.version else None)
             batch_indices, losses = [], []
 
 
-def push(cfg: ActionConfig, client: PSClient, state: WorkerState, group: UpdateGroup, seq: int,
+def push(cfg: ActionConfig, client: ShardSet, state: WorkerState, group: UpdateGroup, seq: int,
          samples: int, losses: list[float], deadline: Deadline, clock: PhaseClock) -> str:
-    """Push the group's update as sequence number `seq`, then catch up with the server if it moved
-    on (or wait briefly for a sync round to close). Returns the push status (`stale` if rejected)."""
+    """Push the group's update as sequence number `seq` (its slice to every shard at once), then
+    catch up with the shards that moved on (or wait briefly for a sync round to close). Returns the
+    push status (`stale` if a shard rejected it: the samples still count as trained once)."""
+    assert state.version is not None and client.plan is not None  # pulled and checked in main
     with clock.timed("push"):
-        wire, compression = state.compressor.compress(group.take())
-        meta = {"worker": cfg.worker, "seq": seq, "base_version": state.version, "kind": cfg.mode,
-                "samples": samples, "loss": sum(losses) / len(losses), **compression}
+        wires = []
+        for part in client.plan.split(group.take()):  # one compressor: the slices' keys are distinct
+            wire, compression = state.compressor.compress(part)
+            wires.append(wire)
+        meta = {"worker": cfg.worker, "seq": seq, "kind": cfg.mode, "samples": samples,
+                "loss": sum(losses) / len(losses), **compression}
         t0 = time.monotonic()
-        try:
-            reply = client.push(wire, meta)
-            status, server_version, must_refresh = reply.status, reply.version, reply.refresh
-        except StaleUpdate as exc:  # the strategy dropped it; the samples still count as trained once
-            status, server_version, must_refresh = "stale", exc.current_version, True
+        reply = client.push(wires, meta, state.version)
         deadline.observe_push(time.monotonic() - t0)
-    if status == "accepted" and not must_refresh and server_version == state.version:
+    if reply.status == "accepted" and not reply.refresh and reply.versions == state.version:
         remaining = deadline.remaining()
         wait = SYNC_WAIT_S if remaining is None else max(0.0, min(SYNC_WAIT_S, remaining - deadline.reserve()))
-        refresh(client, state, server_version, clock, wait)
-    elif must_refresh or state.version is None or server_version > state.version:
-        refresh(client, state, server_version, clock)
-    return status
+        refresh(client, state, reply.versions, clock, wait)
+    elif reply.refresh or _behind(state.version, reply.versions):
+        refresh(client, state, reply.versions, clock)
+    return reply.status
 
 
-def refresh(client: PSClient, state: WorkerState, server_version: int, clock: PhaseClock,
+def refresh(client: ShardSet, state: WorkerState, server_versions: Versions, clock: PhaseClock,
             wait: float = 0.0) -> None:
-    """Pull the parameters unless the local copy is already `server_version` (304 = nothing new).
+    """Pull the shards unless the local copy is already at `server_versions` (304 = nothing new).
     A pull that waits is charged to `sync_wait` (it waits for a sync round), others to `pull`."""
-    if state.version is not None and state.version >= server_version and wait <= 0:
+    if state.version is not None and not _behind(state.version, server_versions) and wait <= 0:
         return
     with clock.timed("sync_wait" if wait > 0 else "pull"):
-        _pull(client, state, wait)
-
-
-def _pull(client: PSClient, state: WorkerState, wait: float) -> None:
-    pulled = client.pull(have=state.version, wait=wait)
+        params = dict(state.model.named_parameters())
+        pulled = client.pull_into(params, have=state.version, wait=wait)
     if pulled is None:
-        log.debug("pull: version %s is still the latest", state.version)
+        log.debug("pull: versions %s are still the latest", state.version)
         return
-    version, tensors = pulled
-    load_params(state.model, tensors)
-    log.debug("pulled version %d (had %s)", version, state.version)
-    state.version = version
+    log.debug("pulled versions %s (had %s)", pulled, state.version)
+    state.version = pulled
+
+
+def _behind(have: Versions | None, server: Versions) -> bool:
+    """True if some shard is newer than the local copy of its slice."""
+    return have is None or any(h < s for h, s in zip(have, server, strict=True))
 
 
 @dataclass

@@ -41,13 +41,13 @@ class Slot(Generic[T]):
 
 @dataclass
 class WorkerState:
-    """The model and what must survive with it: the server version its parameters equal (None:
+    """The model and what must survive with it: the shards' versions its parameters equal (None:
     never pulled), the local optimiser (delta mode) and the compressor (top-k residual)."""
 
     model: nn.Module
     optimizer: LocalOptimizer | None
     compressor: Compressor
-    version: int | None = None
+    version: tuple[int, ...] | None = None  # one version per parameter-server shard
 
 
 SHARD: Slot[Shard] = Slot()

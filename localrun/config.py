@@ -24,6 +24,7 @@ TENSORBOARD_DIR = "tensorboard"  # RUN_DIR/tensorboard: the server's event files
 
 DEFAULT_MODE = "delta"
 DEFAULT_BATCH = 64
+MAX_PS_SHARDS = 16  # `owtrain local --ps-shards`: server processes on one machine
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,9 @@ class LocalConfig:
     bind_host: str = setting("127.0.0.1", "address the parameter server and embedded S3 listen on")
     advertise_host: str = setting("127.0.0.1", "host name the actions use to reach the parameter server and the "
                                                "embedded S3")
-    ps_port: int = 0
+    ps_port: int = 0  # shard i of a sharded server listens on ps_port + i
+    ps_shards: int = setting(1, "split the model over this many parameter-server processes (shards, on "
+                                "consecutive ports; docs/param_server.md, Sharding)")
     keep_versions: int = 500
     action_timeout_ms: int = setting(60_000, "action time limit (OpenWhisk's default 60000)")
     action_memory_mb: int = setting(512, "local action containers' memory limit (resnet18 needs 768; OpenWhisk's "
@@ -121,6 +124,9 @@ class LocalConfig:
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1")
+        if not 1 <= self.ps_shards <= MAX_PS_SHARDS:
+            raise ConfigError(f"--ps-shards must be in 1..{MAX_PS_SHARDS} (one server process each), "
+                              f"got {self.ps_shards}")
         if self.max_epochs < 1:
             raise ConfigError("--max-epochs must be at least 1")
         if self.target_accuracy is not None and not 0.0 < self.target_accuracy <= 1.0:

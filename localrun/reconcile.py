@@ -19,29 +19,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from owtrain.errors import RecordsDisagree
-from owtrain.ps_client import PSClient
+from owtrain.ps_shards import ShardSet
 
 DRIVER_DB = "driver.db"
 
 
-def check_records_agree(run_dir: Path, admin: PSClient) -> None:
-    """RecordsDisagree naming each chain whose recorded pushes the recovered server does not have."""
+def check_records_agree(run_dir: Path, admin: ShardSet) -> None:
+    """RecordsDisagree naming each chain whose recorded pushes the recovered server (every shard of
+    it: a push counts once every shard has it) does not have."""
     from param_server.checkpoint import read_state
     from wsk.state import DriverState
 
     db = run_dir / DRIVER_DB
     if not db.exists():  # a new run: nothing recorded yet
         return
-    answer = admin.admin("checkpoint")  # the recovered state (checkpoint + journal replay), on disk now
-    if not answer.get("path"):
+    answers = admin.admin("checkpoint")  # the recovered state (checkpoint + journal replay), on disk now
+    if not all(a.get("path") for a in answers):
         return
-    ledger = read_state(Path(answer["path"])).get("ledger", {})
+    ledgers = [read_state(Path(a["path"])).get("ledger", {}) for a in answers]
     state = DriverState(db)
     try:
         behind = []
         for shard in state.shards():
             recorded = _recorded_pushes(shard.cursor, state.history(shard.key))
-            taken = _next_seq(ledger, shard.worker)
+            taken = min(_next_seq(ledger, shard.worker) for ledger in ledgers)
             if taken < recorded:
                 behind.append(f"{shard.worker} ({shard.key}): the records count {recorded} pushes, "
                               f"the server has {taken}")

@@ -49,7 +49,7 @@ from localrun.shards import prepare_shards
 from localrun.trackers import record_trackers
 from owtrain.errors import OwtrainError
 from owtrain.naming import held_out_shard
-from owtrain.ps_client import PSClient
+from owtrain.ps_shards import ShardSet, job_version
 from owtrain.s3 import S3Settings
 from param_server.checkpoint import list_checkpoints
 from param_server.dashboard import write_static
@@ -105,7 +105,8 @@ def _run(cfg: LocalConfig) -> Outcome:
     if cfg.ps_port == 0:
         # The port is part of the job's identity in the driver's state: a resumed run reuses it.
         cfg = replace(cfg, ps_port=free_port(cfg.bind_host))
-    check_port_free(cfg.bind_host, cfg.ps_port)
+    for shard in range(cfg.ps_shards):  # shard i listens on ps_port + i
+        check_port_free(cfg.bind_host, cfg.ps_port + shard)
     cfg.save()
     secret_file = _job_secret(cfg.run_dir)
     secret = secret_file.read_text().strip()
@@ -117,10 +118,10 @@ def _run(cfg: LocalConfig) -> Outcome:
         store = stack.enter_context(object_store(cfg))                              # S3 while it starts
         upload(store, shards_dir, cfg)                                              # shards into the bucket
         ps.wait_ready()
-        admin = PSClient(ps.url, ps.admin_token)
+        admin = ShardSet(ps.urls, ps.admin_token)  # every shard (one without --ps-shards)
         check_records_agree(cfg.run_dir, admin)                                     # after a crash
         print(f"dashboard: {ps.url}/dashboard", flush=True)
-        bridge = stack.enter_context(start_bridge(cfg, secret, ps.url, store, invoker))  # → driver
+        bridge = stack.enter_context(start_bridge(cfg, secret, ",".join(ps.urls), store, invoker))  # → driver
         bars = EpochBars(samples_per_epoch, cfg.max_epochs, bridge.samples_before, cfg.progress)
         evals: list[Point] = []
         try:
@@ -189,7 +190,7 @@ class WindDown:
     failed: list[str]
 
 
-def wind_down(cfg: LocalConfig, admin: PSClient, bridge: Job, evals: list[Point],
+def wind_down(cfg: LocalConfig, admin: ShardSet, bridge: Job, evals: list[Point],
               interrupted: bool) -> WindDown:
     """Stop the activations, settle on the final model, checkpoint it and read what the report needs.
 
@@ -220,8 +221,10 @@ def wind_down(cfg: LocalConfig, admin: PSClient, bridge: Job, evals: list[Point]
                  "accuracy": reached.accuracy, "loss": reached.loss, "time": time.time()}
         _note_eval(evals, final)
     admin.admin("checkpoint")                                               # what --resume starts from
+    versions, params = admin.pull_whole()  # the whole model, joined from every shard
     return WindDown(final=final, restored=restored, history=admin.history(), status=admin.status(),
-                    params=admin.pull(None), activations=bridge.activations(), failed=bridge.failures())
+                    params=(job_version(versions), params), activations=bridge.activations(),
+                    failed=bridge.failures())
 
 
 @contextmanager
@@ -244,7 +247,7 @@ def upload(store: S3Settings, shards_dir: Path, cfg: LocalConfig) -> None:
     upload_dir(open_store("s3", store), shards_dir, prefix=f"{cfg.job}/", progress=cfg.progress)
 
 
-def watch(cfg: LocalConfig, admin: PSClient, bridge: Job, bars: EpochBars, evals: list[Point]) -> None:
+def watch(cfg: LocalConfig, admin: ShardSet, bridge: Job, bars: EpochBars, evals: list[Point]) -> None:
     """Show progress until the server's accuracy reaches the target or every chain has finished;
     `evals` collects each evaluation the server made (for the report)."""
     while True:
@@ -268,7 +271,7 @@ def watch(cfg: LocalConfig, admin: PSClient, bridge: Job, bars: EpochBars, evals
         time.sleep(WATCH_INTERVAL_S)
 
 
-def final_evaluation(admin: PSClient, wait: float) -> dict[str, Any]:
+def final_evaluation(admin: ShardSet, wait: float) -> dict[str, Any]:
     """The accuracy of the final version: waits up to `wait` seconds for the server to evaluate it."""
     deadline = time.monotonic() + wait
     while True:
@@ -283,7 +286,7 @@ def first_reaching(evals: list[Point], target: float | None) -> Point | None:
     return next((p for p in evals if target is not None and p.accuracy is not None and p.accuracy >= target), None)
 
 
-def keep_target_model(admin: PSClient, reached: Point, target: float | None,
+def keep_target_model(admin: ShardSet, reached: Point, target: float | None,
                       final: dict[str, Any]) -> dict[str, Any] | None:
     """Make the version that reached the target current again unless the final one is it, or is
     scored on the validation split at the target or above.
@@ -298,15 +301,17 @@ def keep_target_model(admin: PSClient, reached: Point, target: float | None,
     if int(final["version"]) == reached.version or (scored and target is not None and final["accuracy"] >= target):
         return None
     try:
-        answer = admin.admin("rollback", {"version": reached.version})
+        # every shard restores its own version N (their counters agree while each push reaches every shard)
+        answers = admin.admin("rollback", {"version": reached.version})
     except OwtrainError as exc:  # evicted from memory and not on disk: keep the final version
         log.warning("cannot restore version %d that reached the target: %s", reached.version, exc)
         return None
+    as_version = job_version([a["version"] for a in answers])
     replaced = final["accuracy"] if scored else None
     log.info("final version %d %s; restored version %d (%.4f) as version %d", int(final["version"]),
              f"scored {replaced:.4f} < target" if replaced is not None else "is not scored on validation",
-             reached.version, reached.accuracy, answer["version"])
-    return {"version": reached.version, "accuracy": reached.accuracy, "as_version": answer["version"],
+             reached.version, reached.accuracy, as_version)
+    return {"version": reached.version, "accuracy": reached.accuracy, "as_version": as_version,
             "replaced_accuracy": replaced}
 
 

@@ -121,26 +121,29 @@ class ServiceProcess:
 
 
 class PSProcess:
-    """The started parameter server: where it listens and the admin token for it."""
+    """The started parameter server (one process per shard): where each listens and the admin token.
+    `url` and `port` are shard 0's (its dashboard shows the job's accuracy)."""
 
-    def __init__(self, process: ServiceProcess, url: str, port: int, admin_token: str) -> None:
-        self.process, self.url, self.port, self.admin_token = process, url, port, admin_token
+    def __init__(self, processes: list[ServiceProcess], urls: list[str], ports: list[int], admin_token: str) -> None:
+        self.processes, self.urls, self.ports, self.admin_token = processes, urls, ports, admin_token
+        self.url, self.port = urls[0], ports[0]
         # How long a stop waits for the clean shutdown (final checkpoint) before SIGKILL; after an
         # admin checkpoint and with the journal nothing is lost by a shorter wait (Ctrl-C).
         self.stop_timeout_s = STOP_TIMEOUT_S
 
     def wait_ready(self) -> None:
-        """Block until it answers (it imports torch and loads the test shard first), and make sure
-        the answer came from this child and not from another process on the same port."""
-        client = PSClient(self.url, self.admin_token)
-        try:
-            _wait_until_up(client, self.process)
-        finally:
-            client.close()
-        holder = port_holder(self.port)
-        if not self.process.alive() or (holder is not None and holder != self.process.proc.pid):
-            raise ServerUnavailable(f"port {self.port} is answered by pid {holder}, not by the parameter server "
-                                    f"this run started (pid {self.process.proc.pid}); see {self.process.log_path}")
+        """Block until every shard answers (each imports torch; shard 0 loads the validation shard), and
+        make sure each answer came from this run's child and not from another process on the same port."""
+        for process, url, port in zip(self.processes, self.urls, self.ports, strict=True):
+            client = PSClient(url, self.admin_token)
+            try:
+                _wait_until_up(client, process)
+            finally:
+                client.close()
+            holder = port_holder(port)
+            if not process.alive() or (holder is not None and holder != process.proc.pid):
+                raise ServerUnavailable(f"port {port} is answered by pid {holder}, not by the parameter server "
+                                        f"this run started (pid {process.proc.pid}); see {process.log_path}")
 
 
 @contextmanager
@@ -148,6 +151,8 @@ def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path,
              samples_per_epoch: int | None = None) -> Iterator[PSProcess]:
     """Start `owtrain ps` for the run (evaluating on the validation shard, checkpointing into the run
     folder, TensorBoard files in RUN_DIR/tensorboard, a static dashboard copy in RUN_DIR/dashboard.html).
+    With `ps_shards` S > 1, S processes on ports ps_port..ps_port+S-1 (`--shard I/S`): shard 0 evaluates
+    the whole model and keeps RUN_DIR/checkpoints, shard I > 0 checkpoints into RUN_DIR/checkpoints-shard-I.
 
     It is not waited for here: the caller does other work while it starts, then `wait_ready()`.
     """
@@ -158,29 +163,38 @@ def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path,
         log.warning("no validation shard (--val-size 0): the target and the kept model are chosen on the test set, "
                     "so the test accuracy printed at the end is optimistic")
         val_shard = held_out_shard(shards_dir, "test")
-    argv = [sys.executable, "-m", "commands", "ps", "--job", cfg.job, "--secret-file", str(secret_file),
-            "--model", cfg.model, "--seed", str(cfg.seed), "--host", cfg.bind_host, "--port", str(cfg.ps_port),
-            "--strategy", cfg.strategy, "--eval-shard", str(val_shard),
-            "--static-dashboard", str(cfg.run_dir / STATIC_DASHBOARD), "--max-epochs", str(cfg.max_epochs),
-            "--eval-every", str(EVAL_BY_TIME_ONLY), "--eval-interval", str(cfg.eval_interval_s),
-            "--checkpoint-dir", str(cfg.run_dir / "checkpoints"),
-            "--keep-checkpoints", str(KEEP_ALL_CHECKPOINTS), "--keep-versions", str(cfg.keep_versions)]
+    ports = [cfg.ps_port + i for i in range(cfg.ps_shards)]
+    urls = [f"http://{cfg.advertise_host}:{port}" for port in ports]
+    common = [sys.executable, "-m", "commands", "ps", "--job", cfg.job, "--secret-file", str(secret_file),
+              "--model", cfg.model, "--seed", str(cfg.seed), "--host", cfg.bind_host, "--strategy", cfg.strategy,
+              "--max-epochs", str(cfg.max_epochs), "--keep-checkpoints", str(KEEP_ALL_CHECKPOINTS),
+              "--keep-versions", str(cfg.keep_versions), "--shard-urls", ",".join(urls)]
     if cfg.mode == "grad":  # the server's optimiser takes the steps; in delta mode the workers' do
-        argv += ["--lr", str(cfg.lr), "--momentum", str(cfg.momentum)]
-    if cfg.tensorboard:
-        argv += ["--tensorboard-dir", str(cfg.run_dir / TENSORBOARD_DIR)]
+        common += ["--lr", str(cfg.lr), "--momentum", str(cfg.momentum)]
     if cfg.target_accuracy is not None:
-        argv += ["--target-accuracy", str(cfg.target_accuracy)]
+        common += ["--target-accuracy", str(cfg.target_accuracy)]
     if samples_per_epoch is not None:
-        argv += ["--samples-per-epoch", str(samples_per_epoch)]
-    process = ServiceProcess(argv, cfg.run_dir / "logs" / "ps.log", env={"OWTRAIN_PS_THREADS": "1"}, role="ps",
-                             port=cfg.ps_port)
-    url = f"http://{cfg.advertise_host}:{cfg.ps_port}"
-    handle = PSProcess(process, url, cfg.ps_port, mint_token(_read(secret_file), cfg.job, ADMIN, TOKEN_TTL_S))
+        common += ["--samples-per-epoch", str(samples_per_epoch)]
+    # shard 0 evaluates, draws the dashboard and writes the TensorBoard files (of the whole model)
+    first = ["--eval-shard", str(val_shard), "--static-dashboard", str(cfg.run_dir / STATIC_DASHBOARD),
+             "--eval-every", str(EVAL_BY_TIME_ONLY), "--eval-interval", str(cfg.eval_interval_s)]
+    if cfg.tensorboard:
+        first += ["--tensorboard-dir", str(cfg.run_dir / TENSORBOARD_DIR)]
+    processes: list[ServiceProcess] = []
+    handle: PSProcess | None = None
     try:
+        for index, port in enumerate(ports):
+            name = "" if index == 0 else f"-shard-{index}"
+            argv = [*common, "--port", str(port), "--shard", f"{index}/{cfg.ps_shards}",
+                    "--checkpoint-dir", str(cfg.run_dir / f"checkpoints{name}"), *(first if index == 0 else [])]
+            processes.append(ServiceProcess(argv, cfg.run_dir / "logs" / f"ps{name}.log",
+                                            env={"OWTRAIN_PS_THREADS": "1"}, role=f"ps{name}", port=port))
+        handle = PSProcess(processes, urls, ports, mint_token(_read(secret_file), cfg.job, ADMIN, TOKEN_TTL_S))
         yield handle
     finally:
-        process.stop(handle.stop_timeout_s)
+        timeout = handle.stop_timeout_s if handle is not None else STOP_TIMEOUT_S
+        for process in processes:
+            process.stop(timeout)
 
 
 @contextmanager

@@ -16,7 +16,8 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
 from owtrain.cursor import Cursor
-from owtrain.errors import BadRequest
+from owtrain.errors import BadRequest, ConfigError
+from owtrain.ps_urls import parse_urls
 
 MODES = ("grad", "delta")
 OPTIMIZERS = ("sgd", "adam")
@@ -38,7 +39,7 @@ class ActionParams:
 
     dataset_url: str
     dataset_sha256: str
-    apihost: str
+    apihost: str  # the parameter server's URL, or a sharded one's shard URLs comma-separated, shard 0 first
     ps_token: str
     job: str
     worker: str
@@ -92,7 +93,8 @@ class ActionParams:
         missing = [name for name in REQUIRED if not args.get(name)]
         if missing:
             raise BadRequest(f"missing required parameter(s): {', '.join(missing)}")
-        values: dict[str, Any] = {name: _text(args, name) for name in REQUIRED}
+        values: dict[str, Any] = {name: _text(args, name) for name in REQUIRED if name != "apihost"}
+        values["apihost"] = _ps_urls(args["apihost"])
         values.update(training_values(args))
         values["cursor"] = Cursor.from_json(args["cursor"]) if args.get("cursor") is not None else None
         return values
@@ -181,6 +183,14 @@ def _text(args: Mapping[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise _bad(name, value, "a non-empty string")
     return value
+
+
+def _ps_urls(value: Any) -> str:
+    """`apihost`: one URL, comma-separated shard URLs or a JSON list of them, as one comma-separated string."""
+    try:
+        return ",".join(parse_urls(value))
+    except ConfigError:
+        raise _bad("apihost", value, "a URL or a list of shard URLs (shard 0 first)") from None
 
 
 def _checked(name: str, value: Any, default: Any, meta: dict[str, Any]) -> Any:

@@ -89,6 +89,10 @@ class PSClient:
         data = self._call("POST", "/putGradient", data=body, headers={"Content-Type": CONTENT_TYPE}).json()
         return PushResult(str(data["status"]), int(data["version"]), int(data["staleness"]), bool(data["refresh"]))
 
+    def shard_plan(self) -> dict[str, Any]:
+        """`{index, shards, digest, plan}`: which part of the model this server holds (owtrain.shard_plan)."""
+        return self._call("GET", "/shardPlan").json()
+
     def accuracy(self) -> dict[str, Any]:
         """`{version, accuracy, loss, evaluated_version, time}` (accuracy None until evaluated)."""
         return self._call("GET", "/getAccuracy").json()

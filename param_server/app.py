@@ -18,6 +18,7 @@ from param_server.routes.admin import admin_routes
 from param_server.routes.errors import Answer, http_answer, owtrain_answer
 from param_server.routes.publish import publish_routes
 from param_server.routes.seed import seed_routes
+from param_server.routes.shards import shard_routes
 from param_server.routes.status import status_routes
 from param_server.routes.training import training_routes
 from param_server.runtime import Runtime
@@ -28,7 +29,7 @@ def create_app(rt: Runtime) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = rt.cfg.max_body_bytes
     for bp in (seed_routes(rt), training_routes(rt), status_routes(rt), admin_routes(rt), publish_routes(rt),
-               dashboard_bp):
+               shard_routes(rt), dashboard_bp):
         app.register_blueprint(bp)
 
     @app.errorhandler(OwtrainError)

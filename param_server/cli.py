@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from owtrain.ps_client import PSClient
+    from owtrain.ps_shards import ShardSet
     from param_server.config import PSConfig
 
 from owtrain.settings import HelpFormatter
@@ -79,7 +79,8 @@ def _add_secret_args(p: argparse.ArgumentParser) -> None:
 
 def _add_client_args(p: argparse.ArgumentParser) -> None:
     _add_secret_args(p)
-    p.add_argument("--url", required=True, help="parameter server base URL, e.g. http://127.0.0.1:29500")
+    p.add_argument("--url", required=True, help="parameter server base URL, e.g. http://127.0.0.1:29500 (a sharded "
+                                                "server: every shard's URL, comma-separated, shard 0 first)")
     p.add_argument("--token", default=None, help="admin token (default: mint one from --job and the secret)")
     p.add_argument("--ca-cert", type=Path, default=None, help="CA bundle to verify an https server with")
 
@@ -92,6 +93,12 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--s3-endpoint", default=None, help="also upload checkpoints to this S3 endpoint "
                    "(http(s)://host:port); credentials from $OWTRAIN_S3_ACCESS_KEY and $OWTRAIN_S3_SECRET_KEY")
     p.add_argument("--s3-bucket", default=None, help="bucket for uploaded checkpoints")
+    p.add_argument("--shard", default=None, metavar="I/S",
+                   help="serve shard I of S of the model (a sharded job: docs/param_server.md, Sharding); each "
+                        "shard is a full server with its own --port and --checkpoint-dir (default: 0/1, unsharded)")
+    p.add_argument("--shard-urls", default=None, metavar="URL,URL,…",
+                   help="every shard's URL in shard order: shard 0 with --eval-shard pulls the others' slices to "
+                        "evaluate the whole model (the other shards ignore --eval-shard)")
 
 
 def read_secret(path: Path | None) -> str:
@@ -129,8 +136,33 @@ def _config(args: argparse.Namespace) -> PSConfig:
                           "signature and scores read from it")
     if args.s3_endpoint and args.s3_bucket:
         s3 = from_env(args.s3_endpoint, args.s3_bucket)
+    shard, shards = _shard(args.shard or "0/1")
+    urls: tuple[str, ...] = ()
+    if args.shard_urls:
+        from owtrain.ps_urls import parse_urls
+
+        urls = parse_urls(args.shard_urls)
+        if len(urls) != shards:
+            raise ConfigError(f"--shard-urls lists {len(urls)} URL(s) but --shard {args.shard} says {shards} shards")
+    if shards > 1 and shard == 0 and args.eval_shard is not None and not urls:
+        raise ConfigError(f"--eval-shard with --shard {args.shard} needs --shard-urls (all {shards} shard URLs, "
+                          "shard 0 first): shard 0 evaluates the whole model, pulling the other shards' slices")
+    if repository and shards > 1:
+        raise ConfigError("--model-repository is not supported on a sharded server yet (a shard holds a slice): "
+                          "publish from `owtrain ps export --url <every shard>` instead")
     repository_s3 = from_env(args.s3_endpoint, "") if s3_repository else None
-    return PSConfig(job=args.job, secret=read_secret(args.secret_file), s3=s3, repository_s3=repository_s3, **opts)
+    return PSConfig(job=args.job, secret=read_secret(args.secret_file), s3=s3, repository_s3=repository_s3,
+                    shard=shard, shards=shards, shard_urls=urls, **opts)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """(I, S) from `--shard I/S`; ConfigError unless 0 <= I < S."""
+    from owtrain.errors import ConfigError
+
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise ConfigError(f"--shard must be I/S with 0 <= I < S (e.g. 0/2 for the first of two shards), got {text!r}")
+    return int(index), int(count)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -173,8 +205,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_client(args: argparse.Namespace) -> PSClient:
-    from owtrain.ps_client import PSClient
+def _admin_client(args: argparse.Namespace) -> ShardSet:
+    from owtrain.ps_shards import ShardSet
     from owtrain.tokens import ADMIN, mint_token
 
     token = args.token
@@ -184,27 +216,31 @@ def _admin_client(args: argparse.Namespace) -> PSClient:
 
             raise ConfigError("pass --token, or --job with --secret-file / $OWTRAIN_JOB_SECRET to mint one")
         token = mint_token(read_secret(args.secret_file), args.job, ADMIN, 600)
-    return PSClient(args.url, token, verify=str(args.ca_cert) if args.ca_cert else True)
+    return ShardSet(args.url, token, verify=str(args.ca_cert) if args.ca_cert else True)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    result = _admin_client(args).admin("rollback", {"version": args.version})
-    print(f"restored the parameters of version {result['restored']} as version {result['version']}")
+    """Every shard restores its own version `--version` (the same step of the job while the shards'
+    counters agree, as they do when every push reached every shard)."""
+    client = _admin_client(args)
+    client.check_plan()  # the URLs are the shards of one job, in order
+    for url, result in zip(client.urls, client.admin("rollback", {"version": args.version}), strict=True):
+        print(f"{url}: restored the parameters of version {result['restored']} as version {result['version']}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
-    pulled = _admin_client(args).pull(None)
-    if pulled is None:  # cannot happen for have=None; say so rather than write nothing
-        raise SystemExit("the server answered 'not modified' to a pull without a version")
-    version, tensors = pulled
+    from owtrain.ps_shards import job_version
+
+    versions, tensors = _admin_client(args).pull_whole()  # the whole model, joined from every shard
+    version = job_version(versions)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # a temp name then a rename: an interrupted export never leaves a torn file under --out
     tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata={"version": str(version)})
+        save_file(tensors, str(tmp), metadata={"version": str(version), "versions": ",".join(map(str, versions))})
         os.replace(tmp, args.out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -213,7 +249,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    result = _admin_client(args).admin("publish", {"name": args.name} if args.name else {})
+    client = _admin_client(args)
+    if client.shards > 1:
+        from owtrain.errors import ConfigError
+
+        raise ConfigError("publish talks to one server (a sharded server cannot publish yet: see "
+                          "docs/param_server.md, Sharding)")
+    result = client.admin("publish", {"name": args.name} if args.name else {})[0]
     scores = ", ".join(f"{split} accuracy {s['accuracy']:.4f}" for split, s in result["scores"].items())
     print(f"published parameters version {result['ps_version']} as model {result['model']} version "
           f"{result['version']} ({result['location']}; {scores}); serve it with: "

@@ -98,6 +98,12 @@ class PSConfig:
                                                  "--s3-endpoint) that `owtrain ps publish` writes the current "
                                                  "parameters into as the next numbered version (needs --eval-shard)")
     repository_s3: S3Settings | None = None
+    # a sharded job (docs/param_server.md, Sharding; `--shard I/S`, `--shard-urls` in param_server/cli.py):
+    # this server holds shard `shard` of `shards`; `shard_urls` (every shard's URL in shard order) lets
+    # shard 0's evaluator assemble the whole model
+    shard: int = 0
+    shards: int = 1
+    shard_urls: tuple[str, ...] = ()
 
     def checkpoint_every_versions(self) -> int:
         """The count trigger in force: `checkpoint_every`, or its default for the journal setting."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from owtrain.errors import OwtrainError
 from param_server.model_state import Snapshot
 from param_server.telemetry import Telemetry
 
@@ -44,13 +45,17 @@ class Evaluator:
     """A daemon thread that evaluates `latest()` when it is due; `stop()` ends it."""
 
     def __init__(self, model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], latest: Callable[[], Snapshot],
-                 telemetry: Telemetry, every: int, interval_s: float, batch: int) -> None:
+                 telemetry: Telemetry, every: int, interval_s: float, batch: int,
+                 version: Callable[[], int] | None = None) -> None:
         # channels-last convolutions run a LeNet5 pass over 10,000 images in ~0.6 s instead of ~1.0 s
         # on one CPU thread (no effect on models without 4-D weights); loading a snapshot with
         # `load_state_dict` copies into these tensors and keeps their layout.
         # (torch's type stubs omit Module.to's documented memory_format keyword)
         self.model = model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.data, self.latest, self.telemetry = data, latest, telemetry
+        # the version `latest()` would have, asked first so that a sharded job's evaluator pulls the
+        # other shards (param_server/assembler.py) only when an evaluation is due
+        self.version = version or (lambda: latest().version)
         self.every, self.interval_s, self.batch = every, interval_s, batch
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="evaluator", daemon=True)
@@ -74,10 +79,15 @@ class Evaluator:
         done: int | None = None
         last_time = time.monotonic()
         while not self._stop.wait(0.2):
-            snap = self.latest()
-            if not self._due(snap.version, done, last_time):
+            try:
+                if not self._due(self.version(), done, last_time):
+                    continue
+                started = time.monotonic()  # the interval runs start to start, not from the end of a pass
+                snap = self.latest()
+            except OwtrainError as exc:  # another shard is down or disagrees: try again at the next poll
+                log.warning("cannot assemble the model to evaluate: %s", exc)
+                self._stop.wait(2.0)
                 continue
-            started = time.monotonic()  # the interval runs start to start, not from the end of a pass
             self.model.load_state_dict(snap.tensors, strict=False)
             loss, acc = evaluate(self.model, *self.data, self.batch)
             self.telemetry.evaluated(snap.version, loss, acc)

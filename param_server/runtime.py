@@ -25,6 +25,7 @@ from gevent.event import Event
 from owtrain.models import build_model, input_shape
 from param_server.admission import Admission
 from param_server.apply_thread import ApplyThread
+from param_server.assembler import evaluation_source
 from param_server.checkpoint import S3Uploader
 from param_server.config import PSConfig
 from param_server.core import Core
@@ -33,6 +34,7 @@ from param_server.evaluator import Evaluator, load_eval_shard
 from param_server.journal import Journal
 from param_server.model_state import ModelState, Snapshot
 from param_server.optim import build_optimizer
+from param_server.shard_slice import ShardSlice
 from param_server.strategies import Update, parse_strategy
 from param_server.telemetry import Telemetry
 from param_server.tensorboard_log import TensorBoardLog
@@ -63,7 +65,8 @@ class Runtime:
 
     def __init__(self, cfg: PSConfig) -> None:
         self.cfg = cfg
-        model = build_model(cfg.model, cfg.num_classes, cfg.seed)
+        self.shard = ShardSlice(build_model(cfg.model, cfg.num_classes, cfg.seed), cfg.shard, cfg.shards)
+        model = self.shard.module  # the whole model, or with shards this server's slice of it
         optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov,
                                     cfg.weight_decay, cfg.betas)
         tensorboard = TensorBoardLog(cfg.tensorboard_dir) if cfg.tensorboard_dir else None
@@ -87,10 +90,11 @@ class Runtime:
         self.watch = VersionWatch()
         self.apply_thread = ApplyThread(self.core.end_batch, self._after_batch)
         self.evaluator: Evaluator | None = None
-        if cfg.eval_shard:
+        if cfg.eval_shard and cfg.shard == 0:  # a sharded job is evaluated once, by shard 0, on the whole model
             eval_model = build_model(cfg.model, cfg.num_classes, cfg.seed)
-            self.evaluator = Evaluator(eval_model, load_eval_shard(cfg.eval_shard), self.latest, self.telemetry,
-                                       cfg.eval_every, cfg.eval_interval_s, cfg.eval_batch)
+            latest, version = evaluation_source(cfg, self.shard, self.latest)
+            self.evaluator = Evaluator(eval_model, load_eval_shard(cfg.eval_shard), latest, self.telemetry,
+                                       cfg.eval_every, cfg.eval_interval_s, cfg.eval_batch, version)
         self._housekeeper: gevent.Greenlet | None = None
         self._static_version, self._static_time = -1, 0.0
         self.stopping = Event()
@@ -142,7 +146,7 @@ class Runtime:
         body = self.telemetry.status()
         body.update({"job": self.cfg.job, "model": self.cfg.model, "strategy": self.core.strategy.describe(),
                      "kept_versions": self.core.versions.versions(), "closed": self.core.closed,
-                     "journal": self.journal_stats(), "replayed": self.core.replayed,
+                     "journal": self.journal_stats(), "replayed": self.core.replayed, "shard": self.shard.describe(),
                      "apply": {"batches": self.apply_thread.batches, "jobs": self.apply_thread.jobs}})
         return body
 

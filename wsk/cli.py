@@ -87,7 +87,8 @@ def make_invoker_from_args(args: argparse.Namespace, concurrent: int, per_minute
 
 def add_driver_options(parser: argparse.ArgumentParser) -> None:
     """The job and its fan-out limits (shared by `train` and `bridge serve`)."""
-    parser.add_argument("--ps", required=True, help="parameter server base URL passed to the action as `apihost`")
+    parser.add_argument("--ps", required=True, help="parameter server base URL passed to the action as `apihost` "
+                        "(a sharded server: every shard's URL, comma-separated, shard 0 first)")
     parser.add_argument("--secret", default=None,
                         help="job secret used to mint per-worker tokens (default $OWTRAIN_JOB_SECRET)")
     add_options(parser, c.DriverConfig)  # every option's default and help: wsk/config.py
@@ -103,7 +104,9 @@ def driver_config(args: argparse.Namespace) -> c.DriverConfig:
     secret = args.secret or os.environ.get("OWTRAIN_JOB_SECRET")
     if not secret:
         raise ConfigError("no job secret: pass --secret or set OWTRAIN_JOB_SECRET (the parameter server's)")
-    return c.DriverConfig(ps_url=args.ps.rstrip("/"), secret=secret,
+    from owtrain.ps_urls import parse_urls
+
+    return c.DriverConfig(ps_url=",".join(parse_urls(args.ps)), secret=secret,
                           action_params=parse_pairs(args.param), **values(c.DriverConfig, args))
 
 

@@ -11,15 +11,16 @@ CLOSE_TOKEN_TTL_S = 300.0
 
 
 def job_closer(config: DriverConfig) -> Callable[[str], None]:
-    """A function that closes the job on its parameter server (`POST /admin/close`), with an admin
-    token minted from the job secret, so that running activations return at their next push."""
-    from owtrain.ps_client import PSClient
+    """A function that closes the job on its parameter server (`POST /admin/close`, on every shard of a
+    sharded one), with an admin token minted from the job secret, so that running activations return at
+    their next push."""
+    from owtrain.ps_shards import ShardSet
     from owtrain.retry import RetryPolicy
     from owtrain.tokens import ADMIN, mint_token
 
     def close(reason: str) -> None:
         token = mint_token(config.secret, config.job, ADMIN, CLOSE_TOKEN_TTL_S)
-        client = PSClient(config.ps_url, token, timeout=5, policy=RetryPolicy(attempts=2))
+        client = ShardSet(config.ps_url, token, timeout=5, policy=RetryPolicy(attempts=2))
         try:
             client.admin("close", {"reason": reason})
         finally:
@@ -29,8 +30,9 @@ def job_closer(config: DriverConfig) -> Callable[[str], None]:
 
 
 def accuracy_reader(ps_url: str) -> Callable[[], float | None]:
-    """A function returning the parameter server's last evaluated accuracy (None before the first)."""
-    from owtrain.ps_client import PSClient
+    """A function returning the parameter server's last evaluated accuracy (None before the first); a
+    sharded server's is shard 0's, which evaluates the whole model."""
+    from owtrain.ps_shards import ShardSet
 
-    client = PSClient(ps_url, token="")
+    client = ShardSet(ps_url, token="")
     return lambda: client.accuracy().get("accuracy")

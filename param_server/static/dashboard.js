@@ -101,7 +101,10 @@ function renderCards(status, test) {
   const last = state.rows[state.rows.length - 1] || {};
   const { epoch, eta } = progress(status);
   text("job", status.job ? `· job ${status.job}` : "");
-  text("stat-version", status.version ?? "–");
+  // a sharded job: the job's version (the minimum over the shards, as shard 0's evaluator last saw them)
+  const shard = status.shard || {};
+  text("stat-version", shard.job_version != null
+    ? `${shard.job_version} (shards ${shard.versions.join(" / ")})` : status.version ?? "–");
   text("stat-epoch", epoch);
   text("stat-eta", eta);
   text("stat-accuracy", num(ev.accuracy) !== null ? (100 * ev.accuracy).toFixed(2) + " %" : "–");

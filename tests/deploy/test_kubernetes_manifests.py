@@ -40,9 +40,9 @@ def load_renderer() -> ModuleType:
 RENDER = load_renderer()
 
 
-def rendered(name: str) -> list[dict[str, Any]]:
+def rendered(name: str, **values: str) -> list[dict[str, Any]]:
     text = (KUBE / name).read_text(encoding="utf-8")
-    out = RENDER.render(text, {**RENDER.defaults(), **SECRETS})
+    out = RENDER.render(text, {**RENDER.defaults(), **SECRETS, **values})
     assert "${" not in out
     return [doc for doc in yaml.safe_load_all(out) if doc is not None]
 
@@ -117,8 +117,7 @@ def test_containers_run_commands_the_real_cli_accepts(kind: str, name: str) -> N
 def test_the_parameter_server_keeps_journal_and_checkpoints_on_per_pod_volumes() -> None:
     sts = by_kind("StatefulSet")["owtrain-ps"]
     spec = sts["spec"]
-    # sharding (issue 15 item 1) is not implemented: a second replica would be an independent server
-    assert spec["replicas"] == 1
+    assert spec["replicas"] == 1  # the default: one shard, the unsharded server
     assert spec["serviceName"] == "owtrain-ps" and by_kind("Service")["owtrain-ps"]["spec"]["clusterIP"] == "None"
     assert {t["metadata"]["name"] for t in spec["volumeClaimTemplates"]} == {"journal", "checkpoints"}
     c = container(sts)
@@ -130,6 +129,30 @@ def test_the_parameter_server_keeps_journal_and_checkpoints_on_per_pod_volumes()
     assert {"startupProbe", "readinessProbe", "livenessProbe", "resources"} <= set(c)
     pdb = by_kind("PodDisruptionBudget")["owtrain-ps"]
     assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
+
+
+def test_two_shards_render_two_pods_that_each_serve_their_own_shard() -> None:
+    """With OWTRAIN_PS_SHARDS=2 each pod's `--shard` is its ordinal (the pod-index label) of 2, every
+    URL names a pod of the headless Service, and the bridge is given the same URLs."""
+    from owtrain.ps_urls import parse_urls
+    from param_server.cli import _shard
+
+    urls = ",".join(f"http://owtrain-ps-{i}.owtrain-ps.owtrain.svc.cluster.local:8090" for i in range(2))
+    docs = rendered("ps.yaml", OWTRAIN_PS_SHARDS="2", OWTRAIN_PS_URLS=urls)
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    assert sts["spec"]["replicas"] == 2
+    c = container(sts)
+    env = {e["name"]: e for e in c["env"]}
+    label = env["OWTRAIN_SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert label == "metadata.labels['apps.kubernetes.io/pod-index']"
+    args = cli_parser().parse_args(c["args"])
+    for ordinal in range(2):  # what the kubelet's $(OWTRAIN_SHARD_INDEX) expansion gives each pod
+        assert _shard(args.shard.replace("$(OWTRAIN_SHARD_INDEX)", str(ordinal))) == (ordinal, 2)
+    assert len(parse_urls(args.shard_urls)) == 2
+    bridge = container(next(d for d in rendered("bridge.yaml", OWTRAIN_PS_URLS=urls) if d["kind"] == "Deployment"))
+    assert f"--ps={urls}" in bridge["args"]
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(sts, version, strict=True)
 
 
 def test_the_bridge_reads_every_secret_it_needs_from_secrets() -> None:

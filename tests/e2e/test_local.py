@@ -88,6 +88,25 @@ def test_local_trains_to_target_and_writes_report(tmp_path):
     assert json.loads((run_dir / "report.json").read_text()) == report
 
 
+def test_local_with_two_ps_shards_trains_to_target(tmp_path):
+    """`--ps-shards 2`: two shard servers on consecutive ports, each with its own checkpoints, shard 0
+    evaluating the whole model; the saved model is the whole model joined from both."""
+    run_dir = tmp_path / "run"
+    done = subprocess.run(_local(run_dir, "--ps-shards", "2", "--limit", "4000", "--target-accuracy", "0.85",
+                                 "--max-epochs", "8"), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert float(ACCURACY_LINE.search(done.stdout).group(1)) >= 0.85
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["target"]["reached"] is True and report["config"]["ps_shards"] == 2
+    assert report["test"]["version"] == report["final"]["version"] > 0
+    for folder in ("checkpoints", "checkpoints-shard-1"):
+        assert list((run_dir / folder).glob("ckpt-*.safetensors")), folder
+    assert (run_dir / "logs" / "ps-shard-1.log").exists()
+    model = build_model("lenet5")
+    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))  # every parameter, whole
+    assert not _processes_mentioning(str(run_dir))
+
+
 def test_ctrl_c_stops_everything_and_resume_continues(tmp_path):
     run_dir = tmp_path / "run"
     # an unreachable target, so only Ctrl-C (and later the epoch limit) ends the run

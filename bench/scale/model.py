@@ -17,7 +17,7 @@ every push and pull goes to all S shards at the same moment with the same slice 
 queues evolve identically: the model simulates one of them, exactly, and reports its utilisation
 for each shard (an unbalanced plan would need one queue per shard).
 
-NOTE: `owtrain ps` does not shard yet (issue 15 item 1); S > 1 here is the design being sized.
+`owtrain ps --shard I/S` implements it (owtrain/shard_plan.py); `validate.py --shards 1,2` compares the two.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Validate the scale model against real runs on this machine: `owtrain local` (the real parameter
-server, bridge, local invoker and action processes) with 1, 2, 4 and 8 workers and one server.
+server, bridge, local invoker and action processes) with 1, 2, 4 and 8 workers and one server, and
+with `--shards 1,2` also against the sharded server (`owtrain local --ps-shards 2`).
 
 For each run the measured figures come from its activation records (activations.db: start, end and
 the action's own phase timings): updates/s = acknowledged pushes / (last end − first start), and the
@@ -12,7 +13,7 @@ and the next one's start in a chain, plus its registration) is taken from the ru
 model predicts is then the push and pull latencies with their queueing at the server, and so the
 throughput and the time per epoch.
 
-    .venv/bin/python bench/scale/validate.py [--workers 1,2,4,8] [--limit 8000] [--epochs 2]
+    .venv/bin/python bench/scale/validate.py [--workers 1,2,4,8] [--shards 1] [--limit 8000] [--epochs 2]
         [--extra-run RUN_DIR …] [--out bench/scale/validation.json]
 """
 
@@ -41,12 +42,13 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
 
 def run_local(run_dir: Path, workers: int, limit: int, epochs: int, model: str, batch: int, interval: int,
-              budget: float) -> float:
+              budget: float, shards: int = 1) -> float:
     """`owtrain local` as a user runs it; returns its wall time."""
     argv = [PYTHON, "-m", "commands", "local", "--dataset", "fashion-mnist", "--model", model,
             "--workers", str(workers), "--limit", str(limit), "--max-epochs", str(epochs), "--target-accuracy", "0",
             "--batch-size", str(batch), "--update-interval", str(interval), "--time-budget", str(budget),
-            "--eval-interval", "60", "--run-dir", str(run_dir), "--no-progress", "--action-memory-mb", "1024"]
+            "--eval-interval", "60", "--run-dir", str(run_dir), "--no-progress", "--action-memory-mb", "1024",
+            "--ps-shards", str(shards)]
     t0 = time.monotonic()
     subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900,
                    env={**os.environ, "OWTRAIN_LOG": "WARNING"})
@@ -73,7 +75,7 @@ def measured(run_dir: Path) -> dict[str, Any]:
     register = phases.get("register", [0.0, 1.0])
     span = max(e for _, e, _ in results) - min(s for s, _, _ in results)
     pushes = sum(r["pushes"] for _, _, r in results)
-    return {"workers": config["workers"], "model": config["model"], "batch": config["batch_size"],
+    return {"workers": config["workers"], "shards": config.get("ps_shards", 1), "model": config["model"], "batch": config["batch_size"],
             "interval": config["update_interval"], "budget": config["time_budget_s"],
             "epochs": config["max_epochs"], "samples": sum(r["samples"] for _, _, r in results),
             "pushes": pushes, "activations": len(results), "span_s": span, "updates_per_s": pushes / span,
@@ -95,8 +97,9 @@ def predicted(m: dict[str, Any], cal: dict[str, Any]) -> dict[str, Any]:
                         link_bytes_per_s=2e9, rtt_s=0.0002)
     samples = m["samples"] / m["epochs"]
     group_s = m["interval"] * c.compute_per_batch_s
-    duration = max(120.0, 40 * (group_s + 2 * (c.shard_push_s(1) + c.shard_pull_s(1))))
-    run = Run(chains=m["workers"], shards=1, update_interval=m["interval"], batch_size=m["batch"],
+    shards = int(m.get("shards", 1))
+    duration = max(120.0, 40 * (group_s + 2 * (c.shard_push_s(shards) + c.shard_pull_s(shards))))
+    run = Run(chains=m["workers"], shards=shards, update_interval=m["interval"], batch_size=m["batch"],
               time_budget_s=m["budget"], dataset_samples=int(samples), duration_s=duration, warmup_s=duration / 6)
     r = simulate(c, platform, run)
     return {"slowdown": slowdown, "updates_per_s": r.updates_per_s, "epoch_s": r.epoch_s, "push_s": r.push_p50_s,
@@ -106,6 +109,7 @@ def predicted(m: dict[str, Any], cal: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", default="1,2,4,8")
+    ap.add_argument("--shards", default="1", help="parameter-server shards of each run (e.g. 1,2)")
     ap.add_argument("--limit", type=int, default=8000)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
@@ -124,11 +128,14 @@ def main() -> None:
                 for r in json.loads(args.out.read_text(encoding="utf-8"))["rows"]]
         args.workers, args.extra_run = "", []
     with tempfile.TemporaryDirectory() as tmp:
-        for w in (int(x) for x in args.workers.split(",") if x):
-            run_dir = Path(tmp) / f"lenet5-w{w}"
-            load = os.getloadavg()[0]
-            wall = run_local(run_dir, w, args.limit, args.epochs, "lenet5", args.batch, args.interval, args.budget)
-            rows.append({"run": f"lenet5, {w} worker(s)", "load": load, "wall_s": wall, "measured": measured(run_dir)})
+        for s in (int(x) for x in args.shards.split(",") if x):
+            for w in (int(x) for x in args.workers.split(",") if x):
+                run_dir = Path(tmp) / f"lenet5-w{w}-s{s}"
+                load = os.getloadavg()[0]
+                wall = run_local(run_dir, w, args.limit, args.epochs, "lenet5", args.batch, args.interval, args.budget,
+                                 s)
+                name = f"lenet5, {w} worker(s)" + (f", {s} shards" if s > 1 else "")
+                rows.append({"run": name, "load": load, "wall_s": wall, "measured": measured(run_dir)})
             print(json.dumps(rows[-1]), flush=True)
     for run_dir in args.extra_run:
         m = measured(run_dir)
@@ -166,7 +173,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_xticks(list(xs), [r["run"].split(" (")[0] for r in rows], rotation=15, fontsize=8)
     ax.set_ylabel("updates/s")
     ax.set_yscale("log")
-    ax.set_title("Scale model vs real owtrain local runs (1 parameter server)")
+    ax.set_title("Scale model vs real owtrain local runs (1 or S parameter-server shards)")
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

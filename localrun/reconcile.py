@@ -57,8 +57,9 @@ def check_records_agree(run_dir: Path, admin: ShardSet) -> None:
 
 
 def _recorded_pushes(cursor: dict | None, history: list[dict]) -> int:
-    """How many pushes the records say the chain made: its cursor's `seq`, or for a finished chain
-    (no cursor) at least the `seq` its last activation started from."""
+    """How many pushes the records say the chain made: its cursor's `seq` (a finished chain keeps
+    `{"seq", "done"}`: where it ended), or for a finished chain of an older state file (no cursor) at
+    least the `seq` its last activation started from."""
     if cursor is not None:
         return int(cursor.get("seq", 0))
     starts = [int(h["cursor"].get("seq", 0)) for h in history if isinstance(h.get("cursor"), dict)]

@@ -175,7 +175,12 @@ class Driver:
             result = activation.result
             cursor = result.get("next")
             done = bool(result.get("done")) or cursor is None
-            epoch = int(cursor.get("epoch", 0)) if isinstance(cursor, dict) else self.config.epochs
+            if done and cursor is None:
+                # keep where the finished chain ended: its pushes count when a resume checks the
+                # server's recovered ledger against the records (localrun/reconcile.py)
+                start = shard.cursor if isinstance(shard.cursor, dict) else {}
+                cursor = {"seq": int(start.get("seq", 0)) + int(result.get("pushes", 0) or 0), "done": True}
+            epoch = self.config.epochs if done else int(cursor.get("epoch", 0)) if isinstance(cursor, dict) else 0
             closed = result.get("closed")  # the server takes no more updates: launch nothing more
             # closed by a pause: the chain stays pending and continues from `next` when resumed
             paused = bool(closed) and shard.activation_id in self._paused_ids()

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import requests
 
 from dataset_packer.idx import IDX_FILES, write_idx
 from dataset_packer.numpy_pickle import load_numpy_pickle
@@ -83,7 +82,12 @@ def _from_gz_folder(folder: Path) -> Callable[[Path], bool]:
 
 
 def _from_mirror(base: str, out: Path) -> bool:
-    """Download the four `.gz` files from one official mirror; False when it cannot be reached."""
+    """Download the four `.gz` files from one official mirror; False when it cannot be reached.
+
+    `requests` is imported here, not at the top: a command checks a SOURCE through this module's
+    catalogue before any work, and only a fetch from a mirror needs the HTTP client."""
+    import requests
+
     for name in IDX_FILES:
         try:
             response = requests.get(f"{base}{name}.gz", timeout=(5, 60))

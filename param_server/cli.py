@@ -170,10 +170,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OWTRAIN_PS_THREADS", "1")))
+    _check_names(cfg)  # usage errors (exit 2) before the server (Flask, gevent) is even imported
     from owtrain.errors import OwtrainError
     from param_server.serve import serve
 
-    _check_names(cfg)  # usage errors (exit 2) before the server loads anything
     try:
         serve(cfg)
     except (ValueError, OwtrainError) as exc:  # bad eval shard or checkpoint: no traceback

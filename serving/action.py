@@ -27,7 +27,7 @@ from typing import Any
 
 from owtrain.errors import BadRequest, ObjectMissing, OwtrainError, PayloadTooLarge, Throttled
 from serving.app import ERRORS
-from serving.batcher import Fixed
+from serving.batch_policy import Fixed
 from serving.cache import PredictionCache
 from serving.inputs import binary_instance, parse_request
 from serving.live import LiveModels

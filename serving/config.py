@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from owtrain.errors import ConfigError
 from owtrain.settings import default_of, setting
-from serving.batcher import make_policy
+from serving.batch_policy import make_policy
 from serving.limits import LimitSettings
 
 

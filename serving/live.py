@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from owtrain.errors import ObjectMissing, OwtrainError
-from serving.batcher import Batcher, BatchPolicy
+from serving.batch_policy import BatchPolicy
+from serving.batcher import Batcher
 from serving.metrics import ServingMetrics
 from serving.model import ServedVersion, load_version
 from serving.repository import Labels, Repository, select_versions

@@ -17,7 +17,7 @@ from flask import Flask
 from owtrain.model_repository_layout import RepoStorage
 from owtrain.s3 import DEFAULT_REGION, S3Settings, from_env
 from owtrain.wsgi import NoDelayWSGIServer
-from serving.batcher import make_policy
+from serving.batch_policy import make_policy
 from serving.cache import PredictionCache
 from serving.config import EventsConfig, ServeConfig
 from serving.limits import CallerLimits

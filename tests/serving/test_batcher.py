@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from owtrain.errors import ConfigError, Throttled
-from serving.batcher import AIMD, Batcher, Fixed, make_policy
+from serving.batch_policy import AIMD, Fixed, make_policy
+from serving.batcher import Batcher
 
 
 def test_aimd_adds_after_full_batches_under_the_slo_and_halves_on_a_miss():

@@ -10,11 +10,17 @@ For each model (LeNet5, ResNet-18) and each compression (none, fp16, int8, top-k
   client's cost to decode and load it;
 - the action's compute per batch (forward, backward, the local SGD step; one torch thread; CPU time,
   which is what a core of its own would take however busy this machine is);
+- what each further shard costs the worker: the action's own client (owtrain.ps_shards.ShardSet: the
+  plan's split, one request per shard, the slices written back) pushing and pulling LeNet5 against
+  one real server and against two real shard servers (`--shard 0/2`, `1/2`), interleaved, with the
+  client's process CPU time (all its threads) and each server's; the difference between the two is
+  the CPU of one more request, the part of a push or pull that sharding does not divide;
 - and, once: the cold start of `owtrain action serve` (spawn -> answering; wall and CPU), the CPU that other work
   left to us (two spinning processes for 1 s), and a push-throughput sweep over 1, 4 and 8 client
   threads for LeNet5 (the server-saturation check of the model).
 
-    .venv/bin/python bench/scale/calibrate.py [--pushes 40] [--big-pushes 6] [--out bench/scale/calibration.json]
+    .venv/bin/python bench/scale/calibrate.py [--pushes 40] [--big-pushes 6] [--request-pushes 200]
+        [--out bench/scale/calibration.json]
 """
 
 from __future__ import annotations
@@ -41,12 +47,15 @@ from owtrain.codec import encode_tensors  # noqa: E402
 from owtrain.compression import make_compressor  # noqa: E402
 from owtrain.models import build_model, input_shape  # noqa: E402
 from owtrain.ps_client import PSClient  # noqa: E402
+from owtrain.ps_shards import ShardSet  # noqa: E402
+from owtrain.shard_plan import ShardPlan  # noqa: E402
 from owtrain.tokens import mint_token  # noqa: E402
 from tests.fixtures.common import PYTHON, ServiceProcess, free_port, wait_http  # noqa: E402
 
 JOB, SECRET = "calib", "calib-secret"
 COMPRESSIONS = ("none", "fp16", "int8", "topk:0.01")
 TICK = os.sysconf("SC_CLK_TCK")
+PULL_WAIT_S = 2.0  # pulls after a push long-poll for its version (it becomes visible just after the answer)
 
 
 def cpu_s(pid: int) -> float:
@@ -55,13 +64,15 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def start_ps(folder: Path, model: str) -> tuple[ServiceProcess, str]:
+def start_ps(folder: Path, model: str, shard: str = "0/1") -> tuple[ServiceProcess, str]:
+    """The real `owtrain ps` for `model` (shard I/S of it), journal and checkpoints on, no rate limits."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     argv = [PYTHON, "-m", "commands", "ps", "--model", model, "--port", str(port), "--job", JOB,
             "--worker-rate", "0", "--global-rate", "0", "--lr", "1e-6", "--checkpoint-dir", str(folder / "ckpt"),
-            "--checkpoint-every", "0", "--checkpoint-interval", "3600", "--keep-versions", "4"]
-    proc = ServiceProcess(argv, folder / f"ps-{model}.log", env={"OWTRAIN_JOB_SECRET": SECRET, "OWTRAIN_LOG": "WARNING"})
+            "--checkpoint-every", "0", "--checkpoint-interval", "3600", "--keep-versions", "4", "--shard", shard]
+    proc = ServiceProcess(argv, folder / f"ps-{model}-{shard.replace('/', 'of')}.log",
+                          env={"OWTRAIN_JOB_SECRET": SECRET, "OWTRAIN_LOG": "WARNING"})
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/getVersion", timeout=120, proc=proc.proc)
     return proc, url
@@ -97,7 +108,8 @@ def push_costs(url: str, pid: int, model: str, spec: str, pushes: int) -> dict[s
         t2 = time.perf_counter()
         c2 = time.thread_time()
         mid = cpu_s(pid)
-        pulled = c.pull(have=version)
+        # a short long-poll: the pushed version can become visible to pulls just after the push's answer
+        pulled = c.pull(have=version, wait=PULL_WAIT_S)
         t3 = time.perf_counter()
         after = cpu_s(pid)
         assert pulled is not None and reply.status == "applied", reply
@@ -118,6 +130,71 @@ def push_costs(url: str, pid: int, model: str, spec: str, pushes: int) -> dict[s
             "client_pull_cpu_s": t_load / n,
             "push_wall_s": t_push / n, "pull_wall_s": t_pull / n, "wire_bytes": wire_bytes / n,
             "pull_bytes": pull_bytes / n}
+
+
+def exchanges(shard_set: ShardSet, plan: ShardPlan, pids: list[int], worker: str, pushes: int,
+              first_seq: int) -> dict[str, float]:
+    """`pushes` push+pull pairs of LeNet5 fp32 gradients through `shard_set` as the action makes them
+    (split by the plan, one request per shard at once, the pulled slices written into the model):
+    totals of the client's process CPU (its pool threads included), each server's CPU and the wall."""
+    local = build_model("lenet5")
+    params = dict(local.named_parameters())
+    grads = {n: torch.full_like(p, 1e-3) for n, p in params.items()}
+    versions = shard_set.versions()
+    totals = {"client_push_cpu_s": 0.0, "client_pull_cpu_s": 0.0, "server_cpu_push_s": 0.0,
+              "server_cpu_pull_s": 0.0, "push_wall_s": 0.0, "pull_wall_s": 0.0}
+    for seq in range(first_seq, first_seq + pushes):
+        c0, t0, s0 = time.process_time(), time.perf_counter(), sum(cpu_s(p) for p in pids)
+        reply = shard_set.push(plan.split(grads), {"worker": worker, "seq": seq, "kind": "grad", "samples": 32,
+                                                   "loss": 1.0}, versions)
+        c1, t1, s1 = time.process_time(), time.perf_counter(), sum(cpu_s(p) for p in pids)
+        pulled = shard_set.pull_into(params, have=versions, wait=PULL_WAIT_S)
+        c2, t2, s2 = time.process_time(), time.perf_counter(), sum(cpu_s(p) for p in pids)
+        assert reply.status == "applied" and pulled is not None, reply
+        versions = pulled
+        totals["client_push_cpu_s"] += c1 - c0
+        totals["client_pull_cpu_s"] += c2 - c1
+        totals["server_cpu_push_s"] += (s1 - s0) / len(pids)  # per shard (they take equal slices)
+        totals["server_cpu_pull_s"] += (s2 - s1) / len(pids)
+        totals["push_wall_s"] += t1 - t0
+        totals["pull_wall_s"] += t2 - t1
+    return totals
+
+
+def request_costs(folder: Path, pushes: int, rounds: int = 4) -> dict[str, Any]:
+    """What one more shard costs a worker per push and per pull: the action's client against one
+    server and against two shard servers, `rounds` interleaved rounds of `pushes`/`rounds` each."""
+    servers = {1: [start_ps(folder / "requests-1", "lenet5")],
+               2: [start_ps(folder / f"requests-2-{i}", "lenet5", f"{i}/2") for i in range(2)]}
+    try:
+        sets = {s: ShardSet([url for _, url in procs], mint_token(SECRET, JOB, f"req{s}", 3600), timeout=120)
+                for s, procs in servers.items()}
+        plans = {s: shard_set.check_plan() for s, shard_set in sets.items()}
+        pids = {s: [proc.pid for proc, _ in procs] for s, procs in servers.items()}
+        for s, shard_set in sets.items():
+            shard_set.register(f"req{s}")
+            exchanges(shard_set, plans[s], pids[s], f"req{s}", 3, 0)  # warm: connections, first allocations
+        totals: dict[int, dict[str, float]] = {s: {} for s in servers}
+        per_round = max(1, pushes // rounds)
+        for r in range(rounds):
+            for s, shard_set in sets.items():
+                got = exchanges(shard_set, plans[s], pids[s], f"req{s}", per_round, 3 + r * per_round)
+                for k, v in got.items():
+                    totals[s][k] = totals[s].get(k, 0.0) + v
+        for shard_set in sets.values():
+            shard_set.close()
+    finally:
+        for procs in servers.values():
+            for proc, _ in procs:
+                proc.stop()
+    n = per_round * rounds
+    out: dict[str, Any] = {"model": "lenet5", "pushes": n,
+                           **{f"shards_{s}": {k: v / n for k, v in t.items()} for s, t in totals.items()}}
+    one, two = out["shards_1"], out["shards_2"]
+    # kept non-negative, like the server's fitted lines (a negative CPU cost would be noise)
+    out["client_push_request_s"] = max(0.0, two["client_push_cpu_s"] - one["client_push_cpu_s"])
+    out["client_pull_request_s"] = max(0.0, two["client_pull_cpu_s"] - one["client_pull_cpu_s"])
+    return out
 
 
 def sweep(url: str, pid: int, model: str, clients: int, seconds: float) -> dict[str, float]:
@@ -163,7 +240,9 @@ def compute_per_batch(model: str, batch: int, repeat: int = 6) -> float:
     torch.set_num_threads(1)
     m = build_model(model)
     opt = LocalOptimizer("sgd", list(m.parameters()), 0.01, 0.5)
-    x, y = torch.randn(batch, *input_shape(model)), torch.randint(0, 10, (batch,))
+    shape = input_shape(model)
+    assert shape is not None, model  # the registry's models (lenet5, resnet18) have one
+    x, y = torch.randn(batch, *shape), torch.randint(0, 10, (batch,))
     times = []
     for _ in range(repeat + 1):
         t0 = time.thread_time()  # CPU time: what one dedicated core would take, whatever else runs here
@@ -216,6 +295,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pushes", type=int, default=40, help="push+pull pairs per compression, LeNet5")
     ap.add_argument("--big-pushes", type=int, default=6, help="push+pull pairs per compression, ResNet-18")
+    ap.add_argument("--request-pushes", type=int, default=200,
+                    help="push+pull pairs against one server and against two shards (LeNet5), each")
     ap.add_argument("--sweep-seconds", type=float, default=3.0)
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("calibration.json"))
     args = ap.parse_args()
@@ -242,6 +323,8 @@ def main() -> None:
             finally:
                 proc.stop()
             out["models"][model] = entry
+        out["requests"] = request_costs(folder, args.request_pushes)
+        print("requests", json.dumps(out["requests"]), flush=True)
         start = cold_start(folder)
         out["cold_start_wall_s"], out["cold_start_s"] = start["wall_s"], start["cpu_s"]
     out["free_cores_after"] = free_cores()

@@ -17,6 +17,22 @@ every push and pull goes to all S shards at the same moment with the same slice 
 queues evolve identically: the model simulates one of them, exactly, and reports its utilisation
 for each shard (an unbalanced plan would need one queue per shard).
 
+The worker's side of an exchange: its client (owtrain.ps_shards.ShardSet) sends one request per
+shard, so a push costs the worker `client_push_s` (compress, encode and one request: all of it with
+one shard) plus `client_push_request_s` for each further shard, a pull likewise; the per-request
+part is measured by calibrate.py against one and two real shards.
+
+Where the CPUs are: with `Platform.host_cores = None` (the predictions) every action and every
+shard has a core of its own, so the only CPU queue is each shard's. With `host_cores = c` (the
+validation on this machine) the workers and the shards run on one machine of c cores, shared the
+way Linux's fair scheduler shares them, idealised as egalitarian processor sharing: while n of
+them have CPU work each progresses at min(1, c / n) of a core (a shard's own queue still serves one
+request at a time, so a shard is one of the n; the S symmetric shards count S). The run's measured
+compute per batch then already holds the contention that the model now simulates (workers and
+shards slowing each other), so validate.py does not multiply it in again: it scales the CPU costs
+only by what the model leaves out (other processes on the machine, the cores' speed in that run),
+the factor for which the model reproduces the run's compute per batch (`Result.compute_stretch`).
+
 `owtrain ps --shard I/S` implements it (owtrain/shard_plan.py); `validate.py --shards 1,2` compares the two.
 """
 
@@ -25,9 +41,12 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 
 import simpy
+
+Process = Generator[simpy.Event, object, None]  # a simpy process: yields events until it ends
 
 
 @dataclass(frozen=True)
@@ -41,8 +60,17 @@ class Costs:
     push_per_byte_s: float
     pull_fixed_s: float
     pull_per_byte_s: float
-    client_push_s: float  # worker CPU: compress + encode
-    client_pull_s: float  # worker CPU: decode + load
+    client_push_s: float  # worker CPU: compress + encode + one request (the whole push with one shard)
+    client_pull_s: float  # worker CPU: one request + decode + load
+    client_push_request_s: float = 0.0  # worker CPU of each further shard's push request (HTTP, framing)
+    client_pull_request_s: float = 0.0  # likewise per further shard's pull request
+
+    def client_push(self, shards: int) -> float:
+        """The worker's CPU per push to `shards` shards: the per-byte work once, a request per shard."""
+        return self.client_push_s + (shards - 1) * self.client_push_request_s
+
+    def client_pull(self, shards: int) -> float:
+        return self.client_pull_s + (shards - 1) * self.client_pull_request_s
 
     def shard_push_s(self, shards: int) -> float:
         return self.push_fixed_s + self.push_per_byte_s * self.push_bytes / shards
@@ -55,7 +83,9 @@ class Costs:
         return replace(self, compute_per_batch_s=self.compute_per_batch_s * factor,
                        push_fixed_s=self.push_fixed_s * factor, push_per_byte_s=self.push_per_byte_s * factor,
                        pull_fixed_s=self.pull_fixed_s * factor, pull_per_byte_s=self.pull_per_byte_s * factor,
-                       client_push_s=self.client_push_s * factor, client_pull_s=self.client_pull_s * factor)
+                       client_push_s=self.client_push_s * factor, client_pull_s=self.client_pull_s * factor,
+                       client_push_request_s=self.client_push_request_s * factor,
+                       client_pull_request_s=self.client_pull_request_s * factor)
 
 
 @dataclass(frozen=True)
@@ -73,6 +103,9 @@ class Platform:
     download_s: float = 0.1  # the shard, first activation of a chain only
     link_bytes_per_s: float = 1.25e9  # 10 Gbit/s per pod (each shard, each action)
     rtt_s: float = 0.0005
+    # None: every action and every shard has a core of its own (a cluster); c: they all share one
+    # machine of c cores (this machine's validation; see the module's docstring)
+    host_cores: int | None = None
 
     def slots(self) -> int:
         """Containers the pool can run at once for a Docker action: blackbox invokers × containers each
@@ -83,7 +116,13 @@ class Platform:
 
 @dataclass(frozen=True)
 class Run:
-    """One training job: how many chains, how the action trains, how many shards, for how long."""
+    """One training job: how many chains, how the action trains, how many shards, for how long.
+
+    `epochs` None: the chains train until `duration_s`, measured over [warmup_s, duration_s] (a
+    steady state: the predictions). `epochs` n: each chain trains n epochs of its part of
+    `dataset_samples` and stops, and the whole run is measured, from the first invoke to the last
+    chain's end, start-up and tail included (what validate.py measures of a real run); `duration_s`
+    then only bounds it."""
 
     chains: int
     shards: int = 1
@@ -97,6 +136,7 @@ class Run:
     # and without it identical chains stay in lock-step and push in bursts (0: deterministic)
     jitter: float = 0.1
     seed: int = 0
+    epochs: int | None = None
 
 
 @dataclass
@@ -112,7 +152,73 @@ class Result:
     throttled_invokes: int
     epoch_s: float
     pushes: int
+    span_s: float = math.nan  # the measured window: duration − warm-up, or a finite run's whole span
+    # the compute phases' time ÷ their CPU work: how much the shared cores (host_cores) slowed them
+    compute_stretch: float = 1.0
     push_latencies: list[float] = field(repr=False, default_factory=list)
+
+
+class _Job:
+    __slots__ = ("done", "left", "weight")
+
+    def __init__(self, left: float, weight: int, done: simpy.Event) -> None:
+        self.left, self.weight, self.done = left, weight, done
+
+
+class SharedCores:
+    """`cores` CPUs shared by egalitarian processor sharing: while jobs of total weight n are
+    running, each progresses at min(1, cores / n) seconds of CPU work per second. A job of weight w
+    stands for w identical jobs started together (the S symmetric shards), which finish together."""
+
+    def __init__(self, env: simpy.Environment, cores: int) -> None:
+        self.env, self.cores = env, cores
+        self.jobs: list[_Job] = []
+        self._since = 0.0
+        self._generation = 0
+
+    def work(self, seconds: float, weight: int = 1) -> simpy.Event:
+        """An event that fires when `seconds` of CPU work have been done at the shared rate."""
+        done = self.env.event()
+        if seconds <= 0:
+            return done.succeed()
+        self._advance()
+        self.jobs.append(_Job(seconds, weight, done))
+        self._schedule()
+        return done
+
+    def _rate(self) -> float:
+        return min(1.0, self.cores / sum(j.weight for j in self.jobs))
+
+    def _advance(self) -> None:
+        now = self.env.now
+        if self.jobs and now > self._since:
+            step = (now - self._since) * self._rate()
+            for job in self.jobs:
+                job.left -= step
+        self._since = now
+
+    def _schedule(self) -> None:
+        """One timer for the job that ends first; a later change makes it stale (its generation)."""
+        self._generation += 1
+        if not self.jobs:
+            return
+        generation = self._generation
+        first = min(j.left for j in self.jobs)
+        timer = self.env.timeout(max(0.0, first) / self._rate())
+        timer.callbacks.append(lambda _: self._finish(generation))
+
+    def _finish(self, generation: int) -> None:
+        if generation != self._generation:
+            return
+        self._advance()
+        # the timer was set for the job(s) with the least work left: what remains of it is rounding
+        # (and a remainder below the clock's resolution would otherwise never pass)
+        last = min(j.left for j in self.jobs) + 1e-12
+        ended = [j for j in self.jobs if j.left <= last]
+        self.jobs = [j for j in self.jobs if j.left > last]
+        for job in ended:
+            job.done.succeed()
+        self._schedule()
 
 
 class _Shard:
@@ -130,6 +236,8 @@ class Simulation:
         self.costs, self.platform, self.cfg = costs, platform, run
         self.env = simpy.Environment()
         self.shard = _Shard(self.env)  # all S shards behave alike (see the module's docstring)
+        self.host = SharedCores(self.env, platform.host_cores) if platform.host_cores else None
+        self.compute_work = self.compute_wall = 0.0
         self.slots = simpy.Resource(self.env, min(platform.concurrent, platform.slots()))
         self.invokes: deque[float] = deque()  # times of the invokes in the last minute
         self.latencies: list[float] = []
@@ -142,41 +250,51 @@ class Simulation:
         # b batches per epoch that is ceil(b / K) pushes of b / ceil(b / K) batches on average
         per_epoch = max(1.0, run.dataset_samples / run.chains / run.batch_size)
         self.group = per_epoch / math.ceil(per_epoch / run.update_interval)
+        # a finite run (epochs set) follows each chain's epochs batch by batch instead, and is
+        # measured whole
+        self.epoch_batches = math.ceil(per_epoch)
+        self.window = ((run.warmup_s, run.duration_s) if run.epochs is None else (0.0, run.duration_s))
+        self.finished = 0
+        self.last_end = 0.0
 
     def _measuring(self) -> bool:
-        return self.cfg.warmup_s <= self.env.now <= self.cfg.duration_s
+        return self.window[0] <= self.env.now <= self.window[1]
 
     def _track(self, delta: int) -> None:
         """Time-weighted number of running activations (measured window only)."""
         now = self.env.now
-        lo = max(self._last_change, self.cfg.warmup_s)
+        lo = max(self._last_change, self.window[0])
         if now > lo:
-            self.active_area += self.active * (min(now, self.cfg.duration_s) - lo)
+            self.active_area += self.active * (min(now, self.window[1]) - lo)
         self._last_change = now
         self.active += delta
 
-    def _cpu(self, shard: _Shard, seconds: float):  # noqa: ANN202 (a simpy process)
+    def _work(self, seconds: float, weight: int = 1) -> simpy.Event:
+        """`seconds` of CPU work: on a core of its own, or on the shared host's cores."""
+        return self.host.work(seconds, weight) if self.host else self.env.timeout(seconds)
+
+    def _cpu(self, shard: _Shard, seconds: float) -> Process:
         with shard.cpu.request() as req:
             yield req
             start = self.env.now
-            yield self.env.timeout(seconds)
+            yield self._work(seconds, self.cfg.shards)  # the S symmetric shards, each one request
             if self._measuring():
-                shard.busy_s += self.env.now - max(start, self.cfg.warmup_s)
+                shard.busy_s += self.env.now - max(start, self.window[0])
 
-    def _link(self, nic: simpy.Resource, nbytes: float):  # noqa: ANN202
+    def _link(self, nic: simpy.Resource, nbytes: float) -> Process:
         with nic.request() as req:
             yield req
             yield self.env.timeout(nbytes / self.platform.link_bytes_per_s)
 
-    def _shard_push(self, shard: _Shard):  # noqa: ANN202
+    def _shard_push(self, shard: _Shard) -> Process:
         yield self.env.process(self._link(shard.nic_in, self.costs.push_bytes / self.cfg.shards))
         yield self.env.process(self._cpu(shard, self.costs.shard_push_s(self.cfg.shards)))
 
-    def _shard_pull(self, shard: _Shard):  # noqa: ANN202
+    def _shard_pull(self, shard: _Shard) -> Process:
         yield self.env.process(self._cpu(shard, self.costs.shard_pull_s(self.cfg.shards)))
         yield self.env.process(self._link(shard.nic_out, self.costs.pull_bytes / self.cfg.shards))
 
-    def _fan_out(self, step, nbytes: float):  # noqa: ANN001, ANN202
+    def _fan_out(self, step: Callable[[_Shard], Process], nbytes: float) -> Process:
         """`step` on every shard at once (they finish together); the worker's own link bounds the whole
         exchange."""
         start = self.env.now
@@ -184,7 +302,7 @@ class Simulation:
         floor = start + nbytes / self.platform.link_bytes_per_s
         yield self.env.timeout(max(0.0, floor - self.env.now) + self.platform.rtt_s)
 
-    def _invoke(self):  # noqa: ANN202
+    def _invoke(self) -> Process:
         """Wait for the per-minute quota (the bridge paces itself to it rather than collect 429s)."""
         while len(self.invokes) >= self.platform.per_minute:
             while self.invokes and self.invokes[0] + 60.0 <= self.env.now:  # the same sum as the wait below
@@ -194,34 +312,43 @@ class Simulation:
                 yield self.env.timeout(self.invokes[0] + 60.0 - self.env.now)
         self.invokes.append(self.env.now)
 
-    def _chain(self, index: int):  # noqa: ANN202
+    def _chain(self, index: int) -> Process:
         c, p, cfg = self.costs, self.platform, self.cfg
         warm = False
         # chains start spread over the first seconds, as the bridge launches them one by one
         yield self.env.timeout(index * 0.01)
         j = cfg.jitter
-        while True:
+        epochs_left, epoch_left = cfg.epochs, self.epoch_batches  # finite runs only
+        while epochs_left != 0:
             yield self.env.process(self._invoke())
             with self.slots.request() as slot:
                 yield slot
                 self._track(+1)
                 started = self.env.now
                 yield self.env.timeout(p.warm_overhead_s if warm else p.cold_start_s + p.download_s)
-                warm = True
-                if cfg.chains > 1:  # others pushed since this chain's last activation: catch up first
+                # the first activation has no model yet; a later one catches up with others' pushes
+                if not warm or cfg.chains > 1:
                     yield self.env.process(self._fan_out(self._shard_pull, c.pull_bytes))
-                    yield self.env.timeout(c.client_pull_s)
+                    yield self._work(c.client_pull(cfg.shards))
+                warm = True
                 last_exchange = 0.0
-                while True:
-                    # K batches, or fewer when only those and the final push still fit the budget
-                    # (the action keeps twice its slowest push in reserve, actions/deadline.py)
+                while epochs_left != 0:
+                    # K batches (fewer at an epoch's end), or fewer when only those and the final push
+                    # still fit the budget (the action keeps twice its slowest push in reserve,
+                    # actions/deadline.py)
                     room = started + cfg.time_budget_s - self.env.now - 2 * last_exchange
-                    batches = min(self.group, math.floor(room / c.compute_per_batch_s)
-                                  if c.compute_per_batch_s > 0 else self.group)
-                    if batches < min(1.0, self.group):
+                    want = self.group if epochs_left is None else min(cfg.update_interval, epoch_left)
+                    batches = min(want, math.floor(room / c.compute_per_batch_s)
+                                  if c.compute_per_batch_s > 0 else want)
+                    if batches < min(1.0, want):
                         break
                     spread = self.rng.uniform(1 - j, 1 + j) if j else 1.0
-                    yield self.env.timeout(batches * c.compute_per_batch_s * spread + c.client_push_s)
+                    work, began = batches * c.compute_per_batch_s * spread, self.env.now
+                    yield self._work(work)
+                    if self._measuring():
+                        self.compute_work += work
+                        self.compute_wall += self.env.now - began
+                    yield self._work(c.client_push(cfg.shards))
                     t0 = self.env.now
                     yield self.env.process(self._fan_out(self._shard_push, c.push_bytes))
                     if self._measuring():
@@ -229,16 +356,24 @@ class Simulation:
                         self.pushes += 1
                         self.samples += round(batches * cfg.batch_size)
                     yield self.env.process(self._fan_out(self._shard_pull, c.pull_bytes))
-                    yield self.env.timeout(c.client_pull_s)
+                    yield self._work(c.client_pull(cfg.shards))
                     last_exchange = self.env.now - t0
+                    if epochs_left is not None:
+                        epoch_left -= int(batches)
+                        if epoch_left <= 0:
+                            epochs_left, epoch_left = epochs_left - 1, self.epoch_batches
                 self._track(-1)
+        self.finished += 1
+        self.last_end = self.env.now
 
     def run(self) -> Result:
         for i in range(self.cfg.chains):
             self.env.process(self._chain(i))
         self.env.run(until=self.cfg.duration_s)
+        if self.cfg.epochs is not None:  # measured up to the last chain's end (inf: it did not end)
+            self.window = (0.0, self.last_end if self.finished == self.cfg.chains else math.inf)
         self._track(0)
-        window = self.cfg.duration_s - self.cfg.warmup_s
+        window = self.window[1] - self.window[0]
         lat = sorted(self.latencies)
         samples_per_s = self.samples / window
         return Result(
@@ -247,7 +382,9 @@ class Simulation:
             shard_utilisation=[self.shard.busy_s / window] * self.cfg.shards,
             concurrent_mean=self.active_area / window, throttled_invokes=self.throttled,
             epoch_s=self.cfg.dataset_samples / samples_per_s if samples_per_s else math.inf,
-            pushes=self.pushes, push_latencies=lat)
+            span_s=window,
+            pushes=self.pushes, compute_stretch=self.compute_wall / self.compute_work if self.compute_work else 1.0,
+            push_latencies=lat)
 
 
 def _quantile(values: list[float], q: float) -> float:

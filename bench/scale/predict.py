@@ -102,6 +102,37 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def cell(r: dict[str, Any] | None) -> str:
+    """One case as docs/scale.md shows it: updates/s · p99 push ms · busiest shard (bold if the goal is met)."""
+    if r is None:
+        return ""
+    if not r["pushes"]:
+        return "collapses: 0 (see below)"
+    ups = f"{r['updates_per_s']:.1f}" if r["model"] == "resnet18" else f"{r['updates_per_s']:.0f}"
+    text = f"{ups} · {1000 * r['push_p99_s']:,.0f} · {100 * r['max_utilisation']:.0f} %"
+    return f"**{text} (goal met)**" if r["meets_goal"] else text
+
+
+def docs_tables(rows: list[dict[str, Any]]) -> str:
+    """The two tables of docs/scale.md's predictions: no compression, and with compression at 1,000."""
+    def find(model: str, comp: str, acts: int, shards: int) -> dict[str, Any] | None:
+        return next((r for r in rows if (r["model"], r["compression"], r["activations"], r["shards"],
+                                          r["interval"], r["platform"]) == (model, comp, acts, shards, 16,
+                                                                              "mycluster")), None)
+
+    cols = [(m, a) for m in ACTION_MB for a in ACTIVATIONS]
+    out = ["| S | " + " | ".join(f"{'LeNet5' if m == 'lenet5' else 'ResNet-18'}, {a:,}" for m, a in cols) + " |",
+           "|---:|" + "---|" * len(cols)]
+    for s in sorted({r["shards"] for r in rows if r["compression"] == "none"}):
+        out.append(f"| {s:,} | " + " | ".join(cell(find(m, "none", a, s)) for m, a in cols) + " |")
+    comps = [(m, c) for m in ACTION_MB for c in COMPRESSIONS[1:]]
+    out += ["", "| S | " + " | ".join(f"{'LeNet5' if m == 'lenet5' else 'ResNet-18'} {c}" for m, c in comps) + " |",
+            "|---:|" + "---|" * len(comps)]
+    for s in sorted({r["shards"] for r in rows if r["compression"] != "none"}):
+        out.append(f"| {s:,} | " + " | ".join(cell(find(m, c, 1000, s)) for m, c in comps) + " |")
+    return "\n".join(out)
+
+
 def plots(rows: list[dict[str, Any]], img: Path) -> list[Path]:
     import matplotlib
 
@@ -176,6 +207,7 @@ def main() -> None:
     args.out.write_text(json.dumps({"calibration": cal["measured_at"], "rows": clean}, indent=2) + "\n",
                         encoding="utf-8")
     print(table(rows))
+    print(docs_tables(rows))
     for path in plots(rows, args.img):
         print(f"plot: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 

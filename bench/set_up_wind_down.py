@@ -5,7 +5,8 @@ trees run interleaved (e.g. the tree before a change and after it, on the same l
 Each run is `python -m commands local --target-accuracy 0.98 --no-progress` with `OWTRAIN_LOG=INFO`,
 OMP_NUM_THREADS=1 and the dataset cache warm, started from the tree's folder with its code first
 on PYTHONPATH. The milestones come from the command's own records: its log lines' timestamps, the
-report's `started` and `target.after_s`, and the driver's activation records (driver.db); the
+report's `started` and `target.after_s`, the server's log (RUN_DIR/logs/ps.log) and the driver's
+activation records (driver.db); the
 load average is read before and after every run.
 
     .venv/bin/python bench/set_up_wind_down.py --trees /tmp/before,. --repeats 2 [--out FILE]
@@ -33,6 +34,7 @@ MILESTONES = {
     ("dataset_packer.fetch", ""): "fetch checked",
     ("localrun.shards", ""): "shards ready",
     ("localrun.embedded_s3", "embedded S3"): "S3 up",
+    ("param_server.serve", "parameter server for job"): "server listening",
     ("wsk.bridge", "poller queued"): "bridge queued",
     ("localrun.run", "validation accuracy"): "target seen",
     ("localrun.report", "test accuracy"): "test scored",
@@ -57,7 +59,10 @@ def run_once(tree: Path, target: float, work: Path) -> dict:
     finally:
         db.close()
     marks: dict[str, float] = {"report started": float(report["started"]) - t0}
-    for line in (proc.stdout + proc.stderr).splitlines():
+    ps_log = run_dir / "logs" / "ps.log"
+    lines = (proc.stdout + proc.stderr).splitlines()
+    lines += [] if not ps_log.exists() else ps_log.read_text(errors="replace").splitlines()
+    for line in lines:
         m = LOG_TIME.match(line)
         if not m:
             continue

@@ -4,7 +4,9 @@
 driver's activation records. It writes `report.json` (numbers a script can check), PNG plots of
 loss and accuracy against time and version, of the activations per worker, and of the updates
 applied and rejected, plus the final model (`owtrain.exports`: safetensors, torch.export `.pt2`,
-ONNX), so the model can be used without owtrain and without pickle.
+ONNX), so the model can be used without owtrain and without pickle. The plots are drawn by a
+child process (`localrun.plots`) while this process writes the exports and scores the test set:
+both are seconds of CPU on their own, and the report waits for both.
 
 Every stop and choice during the run is made on the validation split (the evaluations here are
 the parameter server's, on `<dataset>-val.tar.gz`). The test split is scored once, here, on the

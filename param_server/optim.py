@@ -4,7 +4,9 @@ schedule, and a pickle-free way to save and restore its state in a checkpoint.
 
 from __future__ import annotations
 
+import importlib
 import sys
+import threading
 from collections import defaultdict
 from typing import Any
 
@@ -32,9 +34,19 @@ def build_optimizer(
 # torch._dynamo on their first call (1.5 s of CPU, 4 s wall at load 5: almost half of the server's
 # start, before it listens) only so that torch.compile does not trace into them. The server never
 # compiles, so they are marked as already disabled: the wrapper then calls the method itself. (The
-# workers avoid torch.optim altogether, `actions.updates.LocalOptimizer`; grad mode's `step` still
-# imports torch._dynamo at the first gradient push.)
+# workers avoid torch.optim altogether, `actions.updates.LocalOptimizer`.) Grad mode's `step` still
+# imports torch._dynamo, so `import_dynamo_in_background` pays for it once the server listens,
+# before the first gradient push could wait on it (a push with a short timeout would fail).
 DYNAMO_WRAPPED = ("add_param_group", "state_dict", "load_state_dict", "zero_grad")
+
+
+def import_dynamo_in_background() -> threading.Thread | None:
+    """Import torch._dynamo on a thread of its own (see above); None if it is imported already."""
+    if "torch._dynamo" in sys.modules:
+        return None
+    thread = threading.Thread(target=importlib.import_module, args=("torch._dynamo",), name="import-dynamo")
+    thread.start()
+    return thread
 
 
 def _skip_dynamo_import() -> None:

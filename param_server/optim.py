@@ -4,9 +4,6 @@ schedule, and a pickle-free way to save and restore its state in a checkpoint.
 
 from __future__ import annotations
 
-import importlib
-import sys
-import threading
 from collections import defaultdict
 from typing import Any
 
@@ -21,41 +18,12 @@ def build_optimizer(
     weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
 ) -> torch.optim.Optimizer:
     """A torch optimiser over the model's parameters; raises ValueError for an unknown name."""
-    _skip_dynamo_import()
     if name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
                                weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
-
-
-# torch.optim.Optimizer's methods below are wrapped by `torch._disable_dynamo`, which imports
-# torch._dynamo on their first call (1.5 s of CPU, 4 s wall at load 5: almost half of the server's
-# start, before it listens) only so that torch.compile does not trace into them. The server never
-# compiles, so they are marked as already disabled: the wrapper then calls the method itself. (The
-# workers avoid torch.optim altogether, `actions.updates.LocalOptimizer`.) Grad mode's `step` still
-# imports torch._dynamo, so `import_dynamo_in_background` pays for it once the server listens,
-# before the first gradient push could wait on it (a push with a short timeout would fail).
-DYNAMO_WRAPPED = ("add_param_group", "state_dict", "load_state_dict", "zero_grad")
-
-
-def import_dynamo_in_background() -> threading.Thread | None:
-    """Import torch._dynamo on a thread of its own (see above); None if it is imported already."""
-    if "torch._dynamo" in sys.modules:
-        return None
-    thread = threading.Thread(target=importlib.import_module, args=("torch._dynamo",), name="import-dynamo")
-    thread.start()
-    return thread
-
-
-def _skip_dynamo_import() -> None:
-    if "torch._dynamo" in sys.modules:  # imported already: nothing left to save
-        return
-    for name in DYNAMO_WRAPPED:
-        method = getattr(getattr(torch.optim.Optimizer, name), "__wrapped__", None)
-        if method is not None and getattr(method, "__dynamo_disable", None) is None:
-            method.__dynamo_disable = method  # type: ignore[attr-defined]  # what the wrapper calls
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:

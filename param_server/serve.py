@@ -17,7 +17,6 @@ from gevent.pywsgi import WSGIServer
 
 from owtrain.wsgi import NoDelayWSGIServer
 from param_server.config import PSConfig
-from param_server.optim import import_dynamo_in_background
 from param_server.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,6 @@ def serve_runtime(rt: Runtime, app: Callable[..., Any]) -> None:
     log.info("parameter server for job %r on %s://%s:%d (model %s, strategy %s, version %d)", rt.cfg.job, scheme,
              rt.cfg.host, server.server_port, rt.cfg.model, rt.cfg.strategy, rt.core.model.version)
     rt.start()
-    import_dynamo_in_background()  # for grad mode's optimiser steps, now that the server answers
     rt.stopping.wait()
     log.info("stopping")
     # Idle keep-alive connections would hold a longer grace period for nothing; a push cut off here

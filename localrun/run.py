@@ -4,14 +4,15 @@ invoker (it pre-warms one container per worker meanwhile) → fetch → pack (tr
 validation shard held out of the training samples, the test shard) → parameter server process
 (evaluates on the validation shard, on which every stop and choice is made; writes TensorBoard
 files; it starts while the next two steps run) → S3 (embedded moto, or `--s3-endpoint`) → upload → event bridge in poller mode (moto
-sends no bucket notifications): each uploaded shard it finds starts a chain of activations through
-the driver and the invoker → watch until the target accuracy or the epoch limit → close the job on
+sends no bucket notifications) with its driver, handed the uploaded train shards so that their
+chains of activations start at once (the poller finds any shard uploaded later) → watch until the target accuracy or the epoch limit → close the job on
 the server → final model and report (the test set is scored once, on the saved model) → static
 dashboard copy, TensorBoard test scalars, MLflow (`--mlflow-uri`). The upload comes before the bridge so that a resumed run's
 embedded store (fresh and empty) holds the shards again before the driver presigns their URLs.
 
 Every process it starts runs in its own process group and is stopped here, in reverse order, on
-success, error and Ctrl-C alike. Ctrl-C lets the running activations return, has the parameter
+success, error and Ctrl-C alike; after the run they stop on a thread while the report is written
+(its plots in a supervised child), and `run_local` returns only once both are done. Ctrl-C lets the running activations return, has the parameter
 server write a checkpoint and keeps the driver's state and the shards in the run folder, so
 `owtrain local --resume RUN_DIR` continues where it stopped.
 """

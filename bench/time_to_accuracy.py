@@ -33,6 +33,10 @@ owtrain and of plain2 with an empty dataset cache (reported separately).
 
     .venv/bin/python bench/time_to_accuracy.py --sweep [--kinds plain1,plain2,ddp]
     .venv/bin/python bench/time_to_accuracy.py --compare [--repeats 3] [--cold]
+    .venv/bin/python bench/time_to_accuracy.py --sweep-owtrain [--repeats 2] [--max-epochs 3]
+
+`--sweep-owtrain` gives owtrain the same tuning effort: every lr × momentum × push interval of
+OWTRAIN_GRID as a real `owtrain local` run to the target, ranked by the epochs of samples it needed.
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ SKIP_MARGIN = 0.02
 # The sweep: every lr × momentum at batch 64, then the other batch sizes at the best (lr, momentum).
 GRID = {"lr": (0.01, 0.02, 0.05), "momentum": (0.9, 0.5)}
 BATCHES = (64, 32, 128)
+# owtrain's sweep (`--sweep-owtrain`, delta mode, 2 workers, batch 64, async): learning rate,
+# momentum and batches per push, each cell one real `owtrain local` run.
+OWTRAIN_GRID = {"lr": (0.02, 0.05, 0.1), "momentum": (0.9, 0.5), "update_interval": (16, 4)}
 
 
 # -- the baselines' training (runs inside worker processes) ---------------------------------------
@@ -268,11 +275,11 @@ def run_baseline(kind: str, configs: list[dict], args: argparse.Namespace, prune
 # -- owtrain ---------------------------------------------------------------------------------------------
 
 
-def run_owtrain(args: argparse.Namespace, data_dir: Path | None = None) -> dict:
-    """`owtrain local` with its defaults; times from its report and driver records."""
+def run_owtrain(args: argparse.Namespace, data_dir: Path | None = None, options: tuple[str, ...] = ()) -> dict:
+    """`owtrain local` with its defaults (or `options` over them); times from its report and driver records."""
     run_dir = ROOT / "runs" / f"bench-tta-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # gitignored
     argv = [sys.executable, "-m", "commands", "local", "--target-accuracy", str(args.target),
-            "--run-dir", str(run_dir), "--no-progress"]
+            "--run-dir", str(run_dir), "--no-progress", *options]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if data_dir is not None:
         env["OWTRAIN_DATA_DIR"] = str(data_dir)
@@ -352,6 +359,38 @@ def sweep(args: argparse.Namespace) -> None:
                                       "eval_every": args.eval_every,
                                       "sweep_epochs": args.sweep_epochs, "kinds": kinds}, indent=1))
     print_sweep(kinds, args.sweep_epochs)
+
+
+def sweep_owtrain(args: argparse.Namespace) -> None:
+    """owtrain's own tuning, as hard as the baselines': every cell of OWTRAIN_GRID is one real
+    `owtrain local` run to the target (or `--max-epochs`); ranked by epochs to the target (the samples
+    the two workers needed together), the measured training seconds beside it. Repeats interleave."""
+    cells = [dict(zip(OWTRAIN_GRID, values, strict=True)) for values in itertools.product(*OWTRAIN_GRID.values())]
+    runs: list[dict] = []
+    out_file = RESULTS / "tta_owtrain_sweep.json"
+    for repeat in range(args.repeats):
+        for hp in cells if repeat % 2 == 0 else cells[::-1]:
+            options = ("--lr", str(hp["lr"]), "--momentum", str(hp["momentum"]),
+                       "--update-interval", str(hp["update_interval"]), "--max-epochs", str(int(args.max_epochs)))
+            out = {**run_owtrain(args, options=options), "hp": hp, "repeat": repeat}
+            out.pop("curve", None)
+            runs.append(out)
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            out_file.write_text(json.dumps({"command": " ".join(sys.argv), "target": args.target,
+                                            "grid": OWTRAIN_GRID, "runs": runs}, indent=1))
+            print(f"  {hp}: epochs {_s2(out['epochs'])}, training {_s(out['train_s'])}, "
+                  f"command {out['wall_s']:.1f} s, load {out['loadavg_1m']:.2f}", flush=True)
+    print("\n| lr | momentum | batches per push | epochs to target (runs) | training s (runs) | test accuracy |")
+    print("|---:|---:|---:|---|---|---|")
+    for hp in cells:
+        rs = [r for r in runs if r["hp"] == hp]
+        tests = ", ".join(f"{r['test_accuracy']:.4f}" for r in rs)
+        print(f"| {hp['lr']} | {hp['momentum']} | {hp['update_interval']} | "
+              f"{', '.join(_s2(r['epochs']) for r in rs)} | {', '.join(_s(r['train_s']) for r in rs)} | {tests} |")
+
+
+def _s2(epochs: float | None) -> str:
+    return "not reached" if epochs is None else f"{epochs:.2f}"
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -483,6 +522,8 @@ def main() -> None:
     step = ap.add_mutually_exclusive_group(required=True)
     step.add_argument("--sweep", action="store_true", help="tune the baselines (writes tta_sweep.json)")
     step.add_argument("--compare", action="store_true", help="the interleaved comparison (needs the sweep)")
+    step.add_argument("--sweep-owtrain", action="store_true",
+                      help="tune owtrain's lr, momentum and push interval (writes tta_owtrain_sweep.json)")
     step.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--kinds", default=",".join(KINDS), help="baselines to sweep")
     ap.add_argument("--target", type=float, default=0.98, help="validation accuracy to reach")
@@ -506,6 +547,8 @@ def main() -> None:
         if unknown:
             ap.error(f"unknown --kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
         sweep(args)
+    elif args.sweep_owtrain:
+        sweep_owtrain(args)
     else:
         compare(args)
 

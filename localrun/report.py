@@ -4,7 +4,9 @@
 driver's activation records. It writes `report.json` (numbers a script can check), PNG plots of
 loss and accuracy against time and version, of the activations per worker, and of the updates
 applied and rejected, plus the final model (`owtrain.exports`: safetensors, torch.export `.pt2`,
-ONNX), so the model can be used without owtrain and without pickle.
+ONNX), so the model can be used without owtrain and without pickle. The plots are drawn by a
+child process (`localrun.plots`) while this process writes the exports and scores the test set:
+both are seconds of CPU on their own, and the report waits for both.
 
 Every stop and choice during the run is made on the validation split (the evaluations here are
 the parameter server's, on `<dataset>-val.tar.gz`). The test split is scored once, here, on the
@@ -19,53 +21,24 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file
 from torch import nn
 
+from localrun.plots import ACTIVITY_PNG, CURVES_PNG, PHASES_PNG, start_plots
+from localrun.record import Point, RunRecord
 from owtrain.exports import MODEL_FILE, export_model, verify_exports
-from owtrain.phases import PHASES, sum_phases
+from owtrain.phases import sum_phases
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
 EXPORT_CHECK_IMAGES = 1000  # test images each export is run on next to the saved weights
 TEST_BATCH = 1000
-CURVES_PNG = "curves.png"
-ACTIVITY_PNG = "activity.png"
-PHASES_PNG = "phases.png"
-
-
-@dataclass(frozen=True)
-class Point:
-    """One history point: an evaluation (`kind="eval"`, validation loss and accuracy) or an applied update
-    (`kind="update"`, the worker's training loss). `time` is Unix seconds."""
-
-    time: float
-    version: int
-    kind: str
-    loss: float | None = None
-    accuracy: float | None = None
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """Everything the report is made from; `activations` are the driver's records as dicts with at
-    least `worker`, `status`, `start`, `end` (Unix seconds) and the action's result fields."""
-
-    config: Mapping[str, Any]
-    points: Sequence[Point]
-    activations: Sequence[Mapping[str, Any]]
-    updates_applied: int
-    rejected: Mapping[str, int]
-    started: float
-    finished: float
-    target_accuracy: float | None
-    interrupted: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
+__all__ = ["ACTIVITY_PNG", "CURVES_PNG", "PHASES_PNG", "Point", "RunRecord", "eval_point", "train_points",
+           "write_report"]
 
 
 def train_points(history: Mapping[str, Sequence[Any]]) -> list[Point]:
@@ -104,15 +77,19 @@ def write_report(run_dir: Path, record: RunRecord, model: nn.Module | None,
     files: dict[str, Path] = {}
     test: dict[str, Any] | None = None
     checks: dict[str, Any] = {}
-    if model is not None:
-        files.update(export_model(run_dir, model, input_shape, graphs=not light))
-        if test_shard is not None and not light:
-            test, checks = score_saved_model(run_dir, model, test_shard, model_version)
     report = summarise(record)
-    if not light:
-        files[CURVES_PNG] = plot_curves(run_dir / CURVES_PNG, record)
-        files[ACTIVITY_PNG] = plot_activity(run_dir / ACTIVITY_PNG, record)
-        files[PHASES_PNG] = plot_phases(run_dir / PHASES_PNG, report["phases"])
+    plots = None if light else start_plots(run_dir, record, report["phases"])  # drawn beside the exports
+    try:
+        if model is not None:
+            files.update(export_model(run_dir, model, input_shape, graphs=not light))
+            if test_shard is not None and not light:
+                test, checks = score_saved_model(run_dir, model, test_shard, model_version)
+    except BaseException:
+        if plots is not None:
+            plots.kill()
+        raise
+    if plots is not None:
+        files.update(plots.wait())
     report["test"] = test
     report["exports"] = checks
     report["files"] = {k: Path(v).name for k, v in files.items()}
@@ -204,104 +181,6 @@ def summarise_phases(activations: Sequence[Mapping[str, Any]]) -> dict[str, Any]
                           "phases": sum_phases(a["phases"] for a in timed if str(a.get("worker", "?")) == w)}
                       for w in workers},
     }
-
-
-def plot_curves(path: Path, record: RunRecord) -> Path:
-    """2×2 PNG: loss and accuracy against model version and against seconds since the start."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    train = [p for p in record.points if p.kind == "update" and p.loss is not None]
-    evals = [p for p in record.points if p.kind == "eval"]
-    for col, (xlabel, x) in enumerate((("model version", lambda p: p.version),
-                                       ("seconds since start", lambda p: p.time - record.started))):
-        ax = axes[0][col]
-        if train:
-            ax.plot([x(p) for p in train], [p.loss for p in train], ".", ms=2, alpha=0.4, label="train loss (pushes)")
-        ev = [p for p in evals if p.loss is not None]
-        ax.plot([x(p) for p in ev], [p.loss for p in ev], "-o", ms=3, label="validation loss")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("loss")
-        ax.set_yscale("log" if train or ev else "linear")
-        ax.legend(loc="upper right")
-        ax = axes[1][col]
-        ev = [p for p in evals if p.accuracy is not None]
-        ax.plot([x(p) for p in ev], [p.accuracy for p in ev], "-o", ms=3, color="tab:green",
-                label="validation accuracy")
-        if record.target_accuracy is not None:
-            ax.axhline(record.target_accuracy, ls="--", color="grey", label=f"target {record.target_accuracy:g}")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("accuracy")
-        ax.legend(loc="lower right")
-    fig.suptitle("owtrain run: loss and accuracy")
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def plot_activity(path: Path, record: RunRecord) -> Path:
-    """PNG: one bar per activation on its worker's row over time, and updates applied vs rejected."""
-    plt = _pyplot()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 1]})
-    workers = sorted({str(a.get("worker", "?")) for a in record.activations})
-    colours = {"success": "tab:blue"}
-    for act in record.activations:
-        if act.get("start") is None or act.get("end") is None:
-            continue
-        row = workers.index(str(act.get("worker", "?")))
-        start = float(act["start"]) - record.started
-        ax.barh(row, float(act["end"]) - float(act["start"]), left=start, height=0.6,
-                color=colours.get(str(act.get("status")), "tab:red"), edgecolor="white")
-    ax.set_yticks(range(len(workers)), workers)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("seconds since start")
-    ax.set_title(f"{len(record.activations)} activations (red: not successful)")
-    labels = ["applied", *record.rejected]
-    values = [record.updates_applied, *record.rejected.values()]
-    bx.bar(range(len(labels)), values, color=["tab:green"] + ["tab:red"] * len(record.rejected))
-    bx.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    bx.set_title("updates")
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def plot_phases(path: Path, phases: Mapping[str, Any]) -> Path:
-    """PNG: per worker, one bar of its activations' seconds split by phase, and what no phase covers."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(11, 1.6 + 0.5 * max(1, len(phases["by_worker"]))))
-    rows = list(phases["by_worker"].items())
-    for row, (_, entry) in enumerate(rows):
-        left = 0.0
-        for i, name in enumerate(PHASES):
-            width = float(entry["phases"][name]["s"])
-            ax.barh(row, width, left=left, height=0.6, color=f"C{i}", label=name if row == 0 else None)
-            left += width
-        other = max(0.0, float(entry["busy_s"]) - left)
-        ax.barh(row, other, left=left, height=0.6, color="lightgrey", label="no phase" if row == 0 else None)
-    ax.set_yticks(range(len(rows)), [w for w, _ in rows])
-    ax.set_xlabel("seconds in activations")
-    ax.set_title(f"where {phases['activations']} activations spent their time" if rows
-                 else "no activation reported its phases")
-    if rows:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=len(PHASES) + 1, fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _pyplot() -> Any:
-    """matplotlib with the file-only Agg backend (no display on servers; set before pyplot loads)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    _pyplot().close(fig)
-    os.replace(tmp, path)
-    return path
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -4,14 +4,15 @@ invoker (it pre-warms one container per worker meanwhile) → fetch → pack (tr
 validation shard held out of the training samples, the test shard) → parameter server process
 (evaluates on the validation shard, on which every stop and choice is made; writes TensorBoard
 files; it starts while the next two steps run) → S3 (embedded moto, or `--s3-endpoint`) → upload → event bridge in poller mode (moto
-sends no bucket notifications): each uploaded shard it finds starts a chain of activations through
-the driver and the invoker → watch until the target accuracy or the epoch limit → close the job on
+sends no bucket notifications) with its driver, handed the uploaded train shards so that their
+chains of activations start at once (the poller finds any shard uploaded later) → watch until the target accuracy or the epoch limit → close the job on
 the server → final model and report (the test set is scored once, on the saved model) → static
 dashboard copy, TensorBoard test scalars, MLflow (`--mlflow-uri`). The upload comes before the bridge so that a resumed run's
 embedded store (fresh and empty) holds the shards again before the driver presigns their URLs.
 
 Every process it starts runs in its own process group and is stopped here, in reverse order, on
-success, error and Ctrl-C alike. Ctrl-C lets the running activations return, has the parameter
+success, error and Ctrl-C alike; after the run they stop on a thread while the report is written
+(its plots in a supervised child), and `run_local` returns only once both are done. Ctrl-C lets the running activations return, has the parameter
 server write a checkpoint and keeps the driver's state and the shards in the run folder, so
 `owtrain local --resume RUN_DIR` continues where it stopped.
 """
@@ -22,8 +23,9 @@ import logging
 import secrets
 import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -116,12 +118,13 @@ def _run(cfg: LocalConfig) -> Outcome:
         shards_dir, samples_per_epoch = prepare_shards(cfg)                         # fetch + pack
         ps = stack.enter_context(start_ps(cfg, secret_file, shards_dir, samples_per_epoch))  # parameter server,
         store = stack.enter_context(object_store(cfg))                              # S3 while it starts
-        upload(store, shards_dir, cfg)                                              # shards into the bucket
+        uploaded = upload(store, shards_dir, cfg)                                   # shards into the bucket
         ps.wait_ready()
         admin = ShardSet(ps.urls, ps.admin_token)  # every shard (one without --ps-shards)
         check_records_agree(cfg.run_dir, admin)                                     # after a crash
         print(f"dashboard: {ps.url}/dashboard", flush=True)
-        bridge = stack.enter_context(start_bridge(cfg, secret, ",".join(ps.urls), store, invoker))  # → driver
+        bridge = stack.enter_context(start_bridge(cfg, secret, ",".join(ps.urls), store, invoker,  # → driver
+                                                  uploaded))
         bars = EpochBars(samples_per_epoch, cfg.max_epochs, bridge.samples_before, cfg.progress)
         evals: list[Point] = []
         try:
@@ -136,12 +139,21 @@ def _run(cfg: LocalConfig) -> Outcome:
             bars.close(end.status, end.final)
         if interrupted:
             ps.stop_timeout_s = INTERRUPT_STOP_S
+        services = stack.pop_all()
+    with _in_background(services.close, "stop-services"):  # the servers stop while the report is written
+        return _finish(cfg, started, samples_per_epoch, shards_dir, ps.url, bars, end, evals, interrupted)
+
+
+def _finish(cfg: LocalConfig, started: float, samples_per_epoch: int, shards_dir: Path, dashboard: str,
+            bars: EpochBars, end: WindDown, evals: list[Point], interrupted: bool) -> Outcome:
+    """The session's record, the report (model files, test score, plots), the static dashboard, the
+    trackers and the published model, from what the services said last (`wind_down`)."""
     session = Session(started=started, finished=time.time(), updates_applied=int(end.status["updates"]["applied"]),
                       rejected=end.status["updates"].get("rejected", {}), interrupted=interrupted,
                       points=train_points(end.history) + evals)
     run = record_session(cfg.run_dir, session)  # the report covers every session of the run
     record = RunRecord(
-        config={**_public(cfg), "samples_per_epoch": samples_per_epoch, "dashboard": f"{ps.url}/dashboard"},
+        config={**_public(cfg), "samples_per_epoch": samples_per_epoch, "dashboard": f"{dashboard}/dashboard"},
         points=run.points, activations=end.activations, updates_applied=run.updates_applied, rejected=run.rejected,
         started=run.started, finished=session.finished, target_accuracy=cfg.target_accuracy, interrupted=interrupted,
         extra={"epochs": bars.lines, "rollback": _rollback_targets(end.status, cfg.run_dir),
@@ -239,12 +251,14 @@ def object_store(cfg: LocalConfig) -> Iterator[S3Settings]:
         yield store
 
 
-def upload(store: S3Settings, shards_dir: Path, cfg: LocalConfig) -> None:
-    """Upload the shards under the job's prefix; the bridge sees each new object and starts its chain."""
+def upload(store: S3Settings, shards_dir: Path, cfg: LocalConfig) -> list[str]:
+    """Upload the shards under the job's prefix; returns their keys (the driver starts a chain per
+    train shard among them, and the bridge's poller sees any other uploaded later)."""
     from dataset_packer.stores import open_store
     from dataset_packer.upload import upload_dir
 
-    upload_dir(open_store("s3", store), shards_dir, prefix=f"{cfg.job}/", progress=cfg.progress)
+    done = upload_dir(open_store("s3", store), shards_dir, prefix=f"{cfg.job}/", progress=cfg.progress)
+    return [u.key for u in done]
 
 
 def watch(cfg: LocalConfig, admin: ShardSet, bridge: Job, bars: EpochBars, evals: list[Point]) -> None:
@@ -354,6 +368,28 @@ def _public(cfg: LocalConfig) -> dict[str, Any]:
     data["run_dir"] = str(cfg.run_dir)
     data["s3_endpoint"] = cfg.s3.endpoint if cfg.s3 else "embedded (moto)"
     return data
+
+
+@contextmanager
+def _in_background(work: Callable[[], object], name: str) -> Iterator[None]:
+    """Run `work` on a thread for the duration of the block and join it at the block's end (so the
+    caller never returns before it is done); its exception is raised then unless the block raised."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name=name)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 @contextmanager

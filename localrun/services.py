@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -198,9 +198,11 @@ def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path,
 
 
 @contextmanager
-def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store: S3Settings, invoker: Invoker) -> Iterator[Job]:
+def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store: S3Settings, invoker: Invoker,
+                 uploaded: Sequence[str] = ()) -> Iterator[Job]:
     """The run's job on the invocation side: the bridge in poller mode over the job's prefix and its
-    driver (state in the run folder), dispatching to `invoker`."""
+    driver (state in the run folder), dispatching to `invoker`; the `uploaded` shards' chains start
+    at the driver's first step (`wsk.job.start_job`)."""
     from wsk.config import BridgeConfig, DriverConfig
     from wsk.job import start_job
 
@@ -209,7 +211,7 @@ def start_bridge(cfg: LocalConfig, secret: str, ps_url: str, store: S3Settings, 
                               accuracy_interval_s=1.0, token_ttl_s=TOKEN_TTL_S, action_params=cfg.action_params())
     bridge_cfg = BridgeConfig(token=secret, key_pattern=TRAIN_KEY_PATTERN, poll_interval_s=POLL_INTERVAL_S)
     with start_job(driver_cfg, bridge_cfg, invoker, store, cfg.run_dir / "driver.db", prefix=f"{cfg.job}/",
-                   drain_s=cfg.action_timeout_ms / 1000 + 10) as job:
+                   drain_s=cfg.action_timeout_ms / 1000 + 10, uploaded=uploaded) as job:
         yield job
 
 

@@ -53,7 +53,7 @@ class PSConfig:
                                             flag="--checkpoint-journal-mb", scale=MIB)
     keep_checkpoints: int = setting(5, "checkpoint files kept on disk (older are deleted)")
     keep_versions: int = setting(50, "recent versions kept in memory for pulls and rollback")
-    keep_versions_bytes: int = setting(512 * MIB, "memory cap for those versions in MB (the newest is always kept; "
+    keep_versions_bytes: int = setting(128 * MIB, "memory cap for those versions in MB (the newest is always kept; "
                                                   "older checkpoints serve rollback)",
                                        flag="--keep-versions-mb", scale=MIB)
     s3: S3Settings | None = None  # also upload checkpoints there (--s3-endpoint, --s3-bucket)

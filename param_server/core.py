@@ -79,16 +79,14 @@ class Core:
                             "stop and return the progress acknowledged so far")
         if update.base_version > before:
             raise BadRequest(f"base_version {update.base_version} is newer than the server's {before}")
-        # The decoded tensors are views of `raw` (no copy on the push path) and applying may change
-        # them in place (momentum buffers, scaled deltas): the journal keeps the bytes as received.
-        received = bytes(raw) if isinstance(raw, bytearray) and self.journal is not None and not self._replaying \
-            else raw
+        # The decoded tensors are views of `raw` (no copy on the push path); applying never writes
+        # into them (tests/param_server/test_aggregate.py), so the journal takes the same buffer.
         outcome = self.strategy.submit(update, self.model)
         self.ledger.record(update.worker, update.seq, self.model.version)
         offset = self._journal({"type": "update", "worker": update.worker, "seq": update.seq,
                                 "base_version": update.base_version, "kind": update.kind,
                                 "samples": update.samples, "loss": update.loss, "status": outcome.status,
-                                "version": self.model.version}, received)
+                                "version": self.model.version}, raw)
         self.dirty = True
         self.moved = self.moved or self.model.version != before
         return {"status": outcome.status, "version": self.model.version, "staleness": outcome.staleness,

@@ -9,8 +9,9 @@ The driver's two hooks into the parameter server are in `wsk/ps_hooks.py`.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from owtrain.errors import ServerUnavailable
 from owtrain.s3 import S3Settings
 from wsk.config import BridgeConfig, DriverConfig
+from wsk.events import is_shard
 from wsk.ps_hooks import accuracy_reader, job_closer
 from wsk.state import FINAL, DriverState
 
@@ -110,9 +112,14 @@ class Job:
 
 @contextmanager
 def start_job(driver_cfg: DriverConfig, bridge_cfg: BridgeConfig, invoker: Invoker, store: S3Settings,
-              state_path: Path, prefix: str, drain_s: float) -> Iterator[Job]:
+              state_path: Path, prefix: str, drain_s: float, uploaded: Sequence[str] = ()) -> Iterator[Job]:
     """The bridge polling `store`'s bucket under `prefix` and its driver (state in `state_path`),
-    dispatching to `invoker`; stopped (not drained) when the block ends."""
+    dispatching to `invoker`; stopped (not drained) when the block ends.
+
+    `uploaded`: keys the caller has just put into the bucket. The shards among them are queued
+    before the bridge starts, so the driver's first step launches their chains without waiting for
+    a bucket listing to see them (the poller then finds them queued already: duplicates).
+    """
     from dataset_packer.stores.s3 import S3Store
     from wsk.bridge import Bridge
     from wsk.driver import Driver
@@ -121,6 +128,10 @@ def start_job(driver_cfg: DriverConfig, bridge_cfg: BridgeConfig, invoker: Invok
     s3 = S3Store(store)  # the lister and the resolver speak S3 (ListObjectsV2, presign)
     s3.ensure_bucket()
     state = DriverState(state_path)
+    pattern = re.compile(bridge_cfg.key_pattern)
+    for key in uploaded:
+        if key.startswith(prefix) and is_shard(key, pattern):
+            state.add(key)
     driver = Driver(invoker, state, driver_cfg, resolver=store_resolver(s3, bridge_cfg.presign_seconds),
                     accuracy=accuracy_reader(driver_cfg.ps_url), closer=job_closer(driver_cfg))
     bridge = Bridge(bridge_cfg, store.bucket, state, driver, lister=bucket_lister(s3, prefix=prefix))

@@ -157,3 +157,22 @@ def test_warmup_scales_the_first_steps():
     assert float(model.weight.detach()) == pytest.approx(-0.5)  # step 0 at half the rate
     state.apply("grad", one)
     assert float(model.weight.detach()) == pytest.approx(-1.5)  # full rate from step 1
+
+
+@pytest.mark.parametrize(("name", "momentum", "nesterov", "weight_decay"),
+                         [("sgd", 0.0, False, 0.0), ("sgd", 0.9, False, 1e-4), ("sgd", 0.9, True, 0.0),
+                          ("adam", 0.0, False, 1e-4)])
+def test_applying_leaves_the_decoded_body_intact(name, momentum, nesterov, weight_decay):
+    """The hot path decodes a push's tensors as views of its body buffer and the journal writes that
+    same buffer after the update was applied: applying must never write into what it was given."""
+    from owtrain.codec import decode_tensors, encode_tensors
+
+    model = lenet()
+    state = ModelState(model, build_optimizer(model, name, 0.1, momentum, nesterov, weight_decay))
+    for kind in ("grad", "delta"):
+        for factor in (1.0, 0.5, 1.0):
+            body = bytearray(encode_tensors({n: torch.randn_like(p) for n, p in model.named_parameters()}))
+            sent = bytes(body)
+            tensors, _ = decode_tensors(body)
+            state.apply(kind, tensors, factor)
+            assert body == sent, f"{kind} update (factor {factor}) was changed in place by {name}"

@@ -202,6 +202,24 @@ def test_sigkill_of_owtrain_local_leaves_no_process_and_resume_trains_each_shard
     assert_ledger_matches(run_dir / "checkpoints", pushes)
 
 
+def test_sigkill_of_owtrain_local_while_it_draws_the_plots_leaves_no_process(tmp_path):
+    """The wind-down draws the plots in a child beside the exports (`localrun.plots`): a parent
+    killed then leaves neither that child nor a server behind, and the report is not claimed."""
+    run_dir = tmp_path / "run"
+    first = Watched([*OWTRAIN, "local", "--run-dir", str(run_dir), *LOCAL_FLAGS], tmp_path / "first.log")
+    deadline = time.monotonic() + 400
+    plots: list[int] = []
+    while not plots and time.monotonic() < deadline:
+        assert first.proc.poll() is None, f"exited with {first.proc.returncode} first:\n{first.text()[-3000:]}"
+        below = {p for p, _ in descendants(first.proc.pid)}
+        plots = [pid for pid, _, cmd in live_processes() if pid in below and "localrun.plots" in cmd]
+        time.sleep(0.05)
+    assert plots, "the run never started its plots child"
+    seen = first.sigkill()
+    assert_all_gone(seen)
+    assert not (run_dir / "report.json").exists()
+
+
 def test_resume_of_a_running_session_is_refused_with_what_to_do(tmp_path):
     run_dir = tmp_path / "run"
     # more epochs than the test lasts: only its SIGINT ends this session

@@ -27,7 +27,7 @@ import torch
 from actions.config import ActionConfig
 from actions.cursor import BatchOrder
 from actions.deadline import Deadline
-from actions.updates import LocalOptimizer, UpdateGroup
+from actions.updates import LocalOptimizer, UpdateGroup, decayed_lr
 from actions.warm import SHARD, WORKER, WorkerState
 from dataset_packer.download import DEFAULT_POLICY as DOWNLOAD_POLICY
 from dataset_packer.download import fetch_shard
@@ -136,6 +136,8 @@ def train(cfg: ActionConfig, client: ShardSet, state: WorkerState, shard: Shard,
     losses: list[float] = []
     while position.epoch < cfg.epochs and deadline.room_for_batch():
         t0 = time.monotonic()
+        if state.optimizer is not None and cfg.lr_decay > 0:
+            state.optimizer.lr = decayed_lr(cfg.lr, cfg.lr_decay, position.epoch + position.offset / len(shard.y))
         idx, position = order.next_batch(position)
         x, y = batch_tensors(shard, idx)
         losses.append(group.train_batch(x.to(device), y.to(device)))

@@ -51,6 +51,13 @@ class LocalOptimizer:
                  amsgrad=False, beta1=0.9, beta2=0.999, lr=self.lr, weight_decay=0.0, eps=1e-8, maximize=False)
 
 
+def decayed_lr(lr: float, decay: float, epochs: float) -> float:
+    """Inverse-time decay, lr / (1 + decay * epochs): `epochs` is how far this worker is through its
+    shard (the cursor's epoch plus the fraction done), so a resumed or re-invoked chain continues
+    the schedule exactly where it was."""
+    return lr / (1.0 + decay * epochs)
+
+
 class UpdateGroup:
     """Accumulates batches into the next update of `model` (see the module doc for the two modes)."""
 

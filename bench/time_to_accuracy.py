@@ -365,28 +365,29 @@ def sweep_owtrain(args: argparse.Namespace) -> None:
     """owtrain's own tuning, as hard as the baselines': every cell of OWTRAIN_GRID is one real
     `owtrain local` run to the target (or `--max-epochs`); ranked by epochs to the target (the samples
     the two workers needed together), the measured training seconds beside it. Repeats interleave."""
-    cells = [dict(zip(OWTRAIN_GRID, values, strict=True)) for values in itertools.product(*OWTRAIN_GRID.values())]
+    grid = json.loads(args.owtrain_grid) if args.owtrain_grid else OWTRAIN_GRID
+    cells = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     runs: list[dict] = []
-    out_file = RESULTS / "tta_owtrain_sweep.json"
+    out_file = args.sweep_out
     for repeat in range(args.repeats):
         for hp in cells if repeat % 2 == 0 else cells[::-1]:
-            options = ("--lr", str(hp["lr"]), "--momentum", str(hp["momentum"]),
-                       "--update-interval", str(hp["update_interval"]), "--max-epochs", str(int(args.max_epochs)))
+            options = (*(part for name, value in hp.items() for part in (f"--{name.replace('_', '-')}", str(value))),
+                       "--max-epochs", str(int(args.max_epochs)))
             out = {**run_owtrain(args, options=options), "hp": hp, "repeat": repeat}
             out.pop("curve", None)
             runs.append(out)
             RESULTS.mkdir(parents=True, exist_ok=True)
             out_file.write_text(json.dumps({"command": " ".join(sys.argv), "target": args.target,
-                                            "grid": OWTRAIN_GRID, "runs": runs}, indent=1))
+                                            "grid": grid, "runs": runs}, indent=1))
             print(f"  {hp}: epochs {_s2(out['epochs'])}, training {_s(out['train_s'])}, "
                   f"command {out['wall_s']:.1f} s, load {out['loadavg_1m']:.2f}", flush=True)
-    print("\n| lr | momentum | batches per push | epochs to target (runs) | training s (runs) | test accuracy |")
-    print("|---:|---:|---:|---|---|---|")
+    print(f"\n| {' | '.join(grid)} | epochs to target (runs) | training s (runs) | test accuracy |")
+    print("|" + "---:|" * len(grid) + "---|---|---|")
     for hp in cells:
         rs = [r for r in runs if r["hp"] == hp]
         tests = ", ".join(f"{r['test_accuracy']:.4f}" for r in rs)
-        print(f"| {hp['lr']} | {hp['momentum']} | {hp['update_interval']} | "
-              f"{', '.join(_s2(r['epochs']) for r in rs)} | {', '.join(_s(r['train_s']) for r in rs)} | {tests} |")
+        print(f"| {' | '.join(str(v) for v in hp.values())} | {', '.join(_s2(r['epochs']) for r in rs)} | "
+              f"{', '.join(_s(r['train_s']) for r in rs)} | {tests} |")
 
 
 def _s2(epochs: float | None) -> str:
@@ -526,6 +527,10 @@ def main() -> None:
                       help="tune owtrain's lr, momentum and push interval (writes tta_owtrain_sweep.json)")
     step.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--kinds", default=",".join(KINDS), help="baselines to sweep")
+    ap.add_argument("--owtrain-grid", help="--sweep-owtrain's grid as JSON {option: [values]} (default OWTRAIN_GRID; "
+                                           "option names as `owtrain local` spells them, with _ for -)")
+    ap.add_argument("--sweep-out", type=Path, default=RESULTS / "tta_owtrain_sweep.json",
+                    help="where --sweep-owtrain writes its runs")
     ap.add_argument("--target", type=float, default=0.98, help="validation accuracy to reach")
     ap.add_argument("--eval-every", type=int, default=2560, help="baselines evaluate every this many samples")
     ap.add_argument("--max-epochs", type=float, default=4.0, help="baselines give up after this many epochs")

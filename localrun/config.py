@@ -84,6 +84,8 @@ class LocalConfig:
     # options default to None, "the mode's", and are added by localrun/cli.py
     lr: float = MODE_DEFAULTS[DEFAULT_MODE].lr
     momentum: float = MODE_DEFAULTS[DEFAULT_MODE].momentum
+    lr_decay: float = setting(0.0, "delta mode: each worker's local learning rate is lr / (1 + D x the epochs "
+                                   "it has trained) (0: constant)", flag="--lr-decay")
     batch_size: int = setting(DEFAULT_BATCH, "mini-batch size of each worker (batch_sz_train)")
     update_interval: int = MODE_DEFAULTS[DEFAULT_MODE].update_interval
     time_budget_s: float = setting(15.0, "seconds each activation trains before it returns its cursor and the "
@@ -149,6 +151,11 @@ class LocalConfig:
             raise ConfigError(f"--mode {self.mode!r}: choose {' or '.join(MODES)}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.lr_decay < 0:
+            raise ConfigError(f"--lr-decay must be >= 0, got {self.lr_decay}")
+        if self.lr_decay > 0 and self.mode != "delta":
+            raise ConfigError("--lr-decay decays the workers' local steps of --mode delta; with --mode grad the "
+                              "server's optimiser steps: drop --lr-decay")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
         for flag, value in (("--batch-size", self.batch_size), ("--update-interval", self.update_interval)):
@@ -168,7 +175,8 @@ class LocalConfig:
         """The action's training parameters (Contract 3 names), the same for every activation of the
         run; `owtrain action-params` gives a deployment's fan-out the same ones."""
         return tuple(training_wire(batch_size=self.batch_size, update_intv=self.update_interval, mode=self.mode,
-                                   lr=self.lr, momentum=self.momentum, compression=self.compression,
+                                   lr=self.lr, momentum=self.momentum, lr_decay=self.lr_decay,
+                                   compression=self.compression,
                                    time_budget_s=self.time_budget_s, seed=self.seed, threads=1,
                                    device="cpu").items())
 

@@ -50,6 +50,7 @@ class ActionParams:
     lr: float = _param(0.01, positive=True)
     optimizer: str = _param("sgd", choices=OPTIMIZERS)
     momentum: float = _param(0.0)
+    lr_decay: float = _param(0.0)  # delta mode: local lr / (1 + lr_decay * epochs this worker trained)
     compression: str = _param("none")
     time_budget_s: float | None = _param(None, positive=True)
     seed: int = _param(0, minimum=0)
@@ -129,6 +130,9 @@ def training_values(args: Mapping[str, Any]) -> dict[str, Any]:
             out[f.name] = value
             continue
         out[f.name] = _checked(name, value, f.default, meta)
+    if out["lr_decay"] > 0 and out["mode"] != "delta":
+        raise BadRequest("parameter 'lr_decay' decays delta mode's local steps; in mode 'grad' the server's "
+                         "optimiser steps: drop lr_decay or use mode 'delta'")
     if "compression" in args:  # the registry imports torch: only when a compression is named
         from owtrain.compression import make_compressor
 

@@ -38,11 +38,18 @@ def test_missing_required_parameter(drop):
     ("batch_sz_train", "32", "integer"), ("batch_sz_train", 0, "integer >= 1"), ("epoch_n", True, "integer"),
     ("lr", -1, "positive number"), ("mode", "sync", "grad, delta"), ("device", "tpu", "auto, cpu, cuda"),
     ("compression", "zip", "unknown compression"), ("time_budget_s", 0, "positive"), ("job", 5, "string"),
+    ("lr_decay", -0.5, "number >= 0"),
 ])
 def test_wrong_types_and_values(name, value, need):
     with pytest.raises(BadRequest, match=need) as info:
         ActionConfig.from_params({**GOOD, name: value}, {})
     assert name in str(info.value)
+
+
+def test_lr_decay_is_for_delta_mode_only():
+    assert ActionConfig.from_params({**GOOD, "mode": "delta", "lr_decay": 1}, {}).lr_decay == 1.0
+    with pytest.raises(BadRequest, match="lr_decay.*mode 'delta'"):
+        ActionConfig.from_params({**GOOD, "mode": "grad", "lr_decay": 1}, {})
 
 
 def test_bad_deadline_env():

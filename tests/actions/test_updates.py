@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from actions.updates import LocalOptimizer, UpdateGroup, load_params
+from actions.updates import LocalOptimizer, UpdateGroup, decayed_lr, load_params
 from owtrain.errors import BadTensor
 from owtrain.models import build_model
 
@@ -91,3 +91,9 @@ def test_local_optimizer_matches_torch_optim(name, momentum):
             step()
     for (name_a, a), (_, b) in zip(ours.named_parameters(), ref.named_parameters(), strict=True):
         torch.testing.assert_close(a, b, msg=name_a)
+
+
+def test_lr_decay_is_inverse_time_in_the_workers_epochs():
+    assert decayed_lr(0.1, 0.0, 3.0) == 0.1
+    assert decayed_lr(0.1, 1.0, 1.0) == pytest.approx(0.05)
+    assert decayed_lr(0.1, 2.0, 0.5) == pytest.approx(0.05)

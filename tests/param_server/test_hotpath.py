@@ -147,3 +147,22 @@ def test_with_the_journal_checkpoints_follow_its_size_not_the_version_count(ps_s
         version, params = client.pull(None)
         client.push(grads(lenet(params), *batch(4, seed=seq)), meta("w", seq, version))
     assert [v for v, _ in list_checkpoints(ck)] == [3, 6]
+
+
+def test_a_pull_right_after_an_acknowledged_push_sees_its_version(ps_server, tmp_path):
+    """Read your writes: once a push is answered, its version is what a pull gets, also when the
+    pull follows at once on the same keep-alive connection (the push's greenlet may read that next
+    request before the loop runs anything else), with the journal on."""
+    ps = ps_server(checkpoint_dir=tmp_path / "ck")
+    client = ps.client("w")
+    version, params = client.pull(None)
+    update = grads(lenet(params), *batch(4))
+    stale = []
+    for seq in range(150):
+        reply = client.push(update, meta("w", seq, version))
+        pulled = client.pull(have=version)  # no wait: a 304 here would hand the worker old weights
+        if pulled is None or pulled[0] < reply.version:
+            stale.append((seq, reply.version, None if pulled is None else pulled[0]))
+        else:
+            version = pulled[0]
+    assert not stale, f"pulls right after their push saw an older version: {stale[:5]} ({len(stale)} of 150)"

@@ -125,6 +125,13 @@ class Bridge:
         self._count(new, 0, 0)
         return new
 
+    def offer(self, keys: Iterable[str]) -> int:
+        """Queue the wanted ones among `keys`, objects the caller has just put into the bucket, as a
+        listing would find them (duplicates are skipped); returns how many were new."""
+        new = sum(1 for key in keys if self._wanted(key) and self._add(key))
+        self._count(new, 0, 0)
+        return new
+
     def _wanted(self, key: str) -> bool:
         return (self.sink is not None and self.sink.wants(key)) or is_shard(key, self.pattern)
 

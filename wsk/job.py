@@ -9,7 +9,6 @@ The driver's two hooks into the parameter server are in `wsk/ps_hooks.py`.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from owtrain.errors import ServerUnavailable
 from owtrain.s3 import S3Settings
 from wsk.config import BridgeConfig, DriverConfig
-from wsk.events import is_shard
 from wsk.ps_hooks import accuracy_reader, job_closer
 from wsk.state import FINAL, DriverState
 
@@ -128,13 +126,10 @@ def start_job(driver_cfg: DriverConfig, bridge_cfg: BridgeConfig, invoker: Invok
     s3 = S3Store(store)  # the lister and the resolver speak S3 (ListObjectsV2, presign)
     s3.ensure_bucket()
     state = DriverState(state_path)
-    pattern = re.compile(bridge_cfg.key_pattern)
-    for key in uploaded:
-        if key.startswith(prefix) and is_shard(key, pattern):
-            state.add(key)
     driver = Driver(invoker, state, driver_cfg, resolver=store_resolver(s3, bridge_cfg.presign_seconds),
                     accuracy=accuracy_reader(driver_cfg.ps_url), closer=job_closer(driver_cfg))
     bridge = Bridge(bridge_cfg, store.bucket, state, driver, lister=bucket_lister(s3, prefix=prefix))
+    bridge.offer(key for key in uploaded if key.startswith(prefix))  # what the lister under `prefix` would see
     job = Job(bridge, driver, state, invoker, driver_cfg.workers, drain_s)
     bridge.start()
     try:

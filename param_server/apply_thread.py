@@ -39,8 +39,8 @@ class ApplyThread:
     """Runs `fn(*args)` on one dedicated thread for greenlets of the loop that created it."""
 
     def __init__(self, after_batch: Callable[[], None], after_resume: Callable[[], None]) -> None:
-        """`after_batch` runs on the thread after each batch; `after_resume` on the loop after the
-        batch's greenlets were resumed (wake long-polls)."""
+        """`after_batch` runs on the thread after each batch; `after_resume` on the loop before the
+        batch's greenlets are resumed (make its version visible, wake long-polls)."""
         self._after_batch, self._after_resume = after_batch, after_resume
         self._queue: deque[_Job] = deque()
         self._done: deque[_Job] = deque()
@@ -93,11 +93,14 @@ class ApplyThread:
             self._wake.send()
 
     def _resume(self) -> None:
-        """On the loop: resume every greenlet whose job has finished."""
+        """On the loop: make what the finished batches published visible, then resume their
+        greenlets. In that order: a resumed push's greenlet answers and may read and serve its
+        caller's next request (a pull) before the loop runs anything else, and that pull must see
+        the version the answer named."""
         while self._done:
+            self._after_resume()
             job = self._done.popleft()
             job.waiter.switch(None)
-        self._after_resume()
 
     def close(self) -> None:
         """Finish the queued jobs, then stop the thread."""

@@ -17,6 +17,7 @@ from owtrain.action_params import MODES, training_wire
 from owtrain.errors import ConfigError
 from owtrain.s3 import S3Settings, check_endpoint
 from owtrain.settings import setting
+from owtrain.specs import CompressionSpec, StrategySpec
 from wsk.config import DEFAULT_INVOKER
 
 CONFIG_FILE = "config.json"
@@ -72,9 +73,10 @@ class LocalConfig:
     model: str = setting("lenet5", "registered model (lenet5, mlp, cnn32, resnet18, resnet18-32) or "
                                    "package.module:Class")
     workers: int = setting(2, "train shards = activations running at once")
-    strategy: str = setting("async", "parameter-server aggregation: async[:damping=D] | sync:k=K[,timeout=T] | "
-                                     "bounded:s=S[,mode=reject|damp]")
-    compression: str = setting("none", "update compression: none, fp16, bf16, int8 or topk:R")
+    strategy: StrategySpec = setting(StrategySpec("async"), "parameter-server aggregation: async[:damping=D] | "
+                                                            "sync:k=K[,timeout=T] | bounded:s=S[,mode=reject|damp]")
+    compression: CompressionSpec = setting(CompressionSpec("none"), "update compression: none, fp16, bf16, int8 or "
+                                                                    "topk:R")
     target_accuracy: float | None = setting(0.98, "stop when the server's validation accuracy reaches this "
                                                   "(0 < A <= 1); 0 disables the target")
     max_epochs: int = setting(10, "epochs over each shard at most")
@@ -169,7 +171,7 @@ class LocalConfig:
 
     def __repr__(self) -> str:
         return (f"LocalConfig(run_dir={str(self.run_dir)!r}, job={self.job!r}, dataset={self.dataset!r}, "
-                f"model={self.model!r}, workers={self.workers}, strategy={self.strategy!r}, mode={self.mode!r})")
+                f"model={self.model!r}, workers={self.workers}, strategy={str(self.strategy)!r}, mode={self.mode!r})")
 
     def action_params(self) -> tuple[tuple[str, object], ...]:
         """The action's training parameters (Contract 3 names), the same for every activation of the
@@ -180,11 +182,17 @@ class LocalConfig:
                                    time_budget_s=self.time_budget_s, seed=self.seed, threads=1,
                                    device="cpu").items())
 
+    def to_json(self) -> dict[str, Any]:
+        """The config as JSON values: the run folder, the strategy and the compression as their strings
+        (what `load` and the command line read), the S3 settings as an object."""
+        data = asdict(self)
+        data.update(run_dir=str(self.run_dir), strategy=str(self.strategy), compression=str(self.compression))
+        return data
+
     def save(self) -> Path:
         """Write the config as JSON (mode 0600: it names the S3 credentials of `--s3-endpoint`)."""
         path = self.run_dir / CONFIG_FILE
-        data = asdict(self)
-        data["run_dir"] = str(self.run_dir)
+        data = self.to_json()
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -205,6 +213,9 @@ class LocalConfig:
             data["run_dir"] = run_dir
             if data.get("s3"):
                 data["s3"] = S3Settings(**data["s3"])
+            for name, spec in (("strategy", StrategySpec), ("compression", CompressionSpec)):
+                if name in data:
+                    data[name] = spec.parse(str(data[name]))
             return replace(cls(**data), **overrides)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{path} is not a valid run configuration: {exc}") from exc
@@ -219,11 +230,11 @@ def check_mlflow() -> None:
 
 def check_components(cfg: LocalConfig) -> None:
     """Check the options whose valid values live in other parts' registries (dataset, strategy,
-    model, compression, S3 endpoint), before any work starts; ConfigError names the option, what
-    was wrong and the valid choices.
+    model, S3 endpoint), before any work starts; ConfigError names the option, what was wrong and
+    the valid choices. (The compression was checked in full when the config was built.)
 
-    The dataset and S3 checks are cheap; the registries of strategies, models and compressions
-    import torch (a second or two), which the run needs anyway.
+    The dataset and S3 checks are cheap; the registries of strategies and models import torch (a
+    second or two), which the run needs anyway.
     """
     from dataset_packer.sources import check_source
 
@@ -234,14 +245,9 @@ def check_components(cfg: LocalConfig) -> None:
     if cfg.s3 is not None:
         check_endpoint(cfg.s3.endpoint)
     check_model(cfg.model)
-    from owtrain.compression import make_compressor
     from param_server.strategies import check_strategy
 
     check_strategy(cfg.strategy)
-    try:
-        make_compressor(cfg.compression)
-    except ValueError as exc:
-        raise ConfigError(f"--compression {cfg.compression!r}: {exc}") from None
 
 
 def check_model(name: str) -> None:

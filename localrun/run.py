@@ -364,8 +364,7 @@ def _job_secret(run_dir: Path) -> Path:
 
 def _public(cfg: LocalConfig) -> dict[str, Any]:
     """The config for the report, without credentials."""
-    data = {k: v for k, v in vars(cfg).items() if k != "s3"}
-    data["run_dir"] = str(cfg.run_dir)
+    data = {k: v for k, v in cfg.to_json().items() if k != "s3"}
     data["s3_endpoint"] = cfg.s3.endpoint if cfg.s3 else "embedded (moto)"
     return data
 

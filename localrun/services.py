@@ -166,7 +166,7 @@ def start_ps(cfg: LocalConfig, secret_file: Path, shards_dir: Path,
     ports = [cfg.ps_port + i for i in range(cfg.ps_shards)]
     urls = [f"http://{cfg.advertise_host}:{port}" for port in ports]
     common = [sys.executable, "-m", "commands", "ps", "--job", cfg.job, "--secret-file", str(secret_file),
-              "--model", cfg.model, "--seed", str(cfg.seed), "--host", cfg.bind_host, "--strategy", cfg.strategy,
+              "--model", cfg.model, "--seed", str(cfg.seed), "--host", cfg.bind_host, "--strategy", str(cfg.strategy),
               "--max-epochs", str(cfg.max_epochs), "--keep-checkpoints", str(KEEP_ALL_CHECKPOINTS),
               "--keep-versions", str(cfg.keep_versions), "--shard-urls", ",".join(urls)]
     if cfg.mode == "grad":  # the server's optimiser takes the steps; in delta mode the workers' do

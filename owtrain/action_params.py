@@ -18,6 +18,7 @@ from typing import Any
 from owtrain.cursor import Cursor
 from owtrain.errors import BadRequest, ConfigError
 from owtrain.ps_urls import parse_urls
+from owtrain.specs import CompressionSpec, TextSpec
 
 MODES = ("grad", "delta")
 OPTIMIZERS = ("sgd", "adam")
@@ -51,7 +52,7 @@ class ActionParams:
     optimizer: str = _param("sgd", choices=OPTIMIZERS)
     momentum: float = _param(0.0)
     lr_decay: float = _param(0.0)  # delta mode: local lr / (1 + lr_decay * epochs this worker trained)
-    compression: str = _param("none")
+    compression: CompressionSpec = _param(CompressionSpec("none"))  # a string on the wire
     time_budget_s: float | None = _param(None, positive=True)
     seed: int = _param(0, minimum=0)
     device: str = _param("auto", choices=DEVICES)
@@ -63,13 +64,13 @@ class ActionParams:
         # The token and the presigned URL's signature are credentials: keep them out of logs.
         return (f"{type(self).__name__}(job={self.job!r}, worker={self.worker!r}, mode={self.mode!r}, "
                 f"batch_size={self.batch_size}, update_intv={self.update_intv}, epochs={self.epochs}, "
-                f"compression={self.compression!r}, device={self.device!r}, cursor={self.cursor})")
+                f"compression={str(self.compression)!r}, device={self.device!r}, cursor={self.cursor})")
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON parameters of an invocation (cursor only when there is one)."""
         out: dict[str, Any] = {name: getattr(self, name) for name in REQUIRED}
         for f in _training_fields():
-            out[_wire_name(f)] = getattr(self, f.name)
+            out[_wire_name(f)] = _on_wire(getattr(self, f.name))
         if self.cursor is not None:
             out["cursor"] = self.cursor.to_json()
         return out
@@ -133,13 +134,6 @@ def training_values(args: Mapping[str, Any]) -> dict[str, Any]:
     if out["lr_decay"] > 0 and out["mode"] != "delta":
         raise BadRequest("parameter 'lr_decay' decays delta mode's local steps; in mode 'grad' the server's "
                          "optimiser steps: drop lr_decay or use mode 'delta'")
-    if "compression" in args:  # the registry imports torch: only when a compression is named
-        from owtrain.compression import make_compressor
-
-        try:
-            make_compressor(out["compression"])
-        except ValueError as exc:
-            raise BadRequest(f"parameter 'compression': {exc}") from exc
     return out
 
 
@@ -148,7 +142,7 @@ def training_wire(**values: Any) -> dict[str, Any]:
     by_name = {f.name: f for f in _training_fields()}
     if unknown := sorted(set(values) - set(by_name)):
         raise TypeError(f"not training parameters: {unknown}")
-    wire = {_wire_name(by_name[name]): value for name, value in values.items()}
+    wire = {_wire_name(by_name[name]): _on_wire(value) for name, value in values.items()}
     training_values(wire)
     return wire
 
@@ -178,6 +172,11 @@ def unknown(args: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in args if k not in KNOWN and not k.startswith("__ow"))
 
 
+def _on_wire(value: Any) -> Any:
+    """A field value as the wire carries it: a spec as its string, everything else as it is."""
+    return str(value) if isinstance(value, TextSpec) else value
+
+
 def _bad(name: str, value: Any, need: str) -> BadRequest:
     return BadRequest(f"parameter {name!r} must be {need}, got {value!r} ({type(value).__name__})")
 
@@ -198,7 +197,7 @@ def _ps_urls(value: Any) -> str:
 
 
 def _checked(name: str, value: Any, default: Any, meta: dict[str, Any]) -> Any:
-    """One training parameter, typed by its default (bool, int, float or str)."""
+    """One training parameter, typed by its default (bool, int, float, str or a spec parsed from a string)."""
     if meta["choices"] is not None:
         if value not in meta["choices"]:
             raise _bad(name, value, f"one of {', '.join(meta['choices'])}")
@@ -210,9 +209,14 @@ def _checked(name: str, value: Any, default: Any, meta: dict[str, Any]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise _bad(name, value, f"an integer >= {minimum}")
         return value
-    if isinstance(default, str):
+    if isinstance(default, str | TextSpec):
         if not isinstance(value, str) or not value:
             raise _bad(name, value, "a non-empty string")
+        if isinstance(default, TextSpec):
+            try:
+                return type(default).parse(value)
+            except ValueError as exc:
+                raise BadRequest(f"parameter {name!r}: {exc}") from None
         return value
     if value is None and default is None:
         return None

@@ -14,6 +14,7 @@ import torch
 
 from owtrain.codec import Spec, validate_tensors
 from owtrain.errors import BadRequest, BadTensor
+from owtrain.specs import COMPRESSION_KINDS, CompressionSpec, topk_ratio
 
 Tensors = dict[str, torch.Tensor]
 
@@ -59,9 +60,7 @@ class TopKCompressor(Compressor):
     name = "topk"
 
     def __init__(self, ratio: float) -> None:
-        if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"top-k ratio must be in (0, 1], got {ratio}")
-        self.ratio = ratio
+        self.ratio = topk_ratio(ratio)
         self.residual: Tensors = {}
 
     def compress(self, tensors: Mapping[str, torch.Tensor]) -> tuple[Tensors, dict[str, str]]:
@@ -80,23 +79,19 @@ class TopKCompressor(Compressor):
         return out, {"compression": self.name, "ratio": str(self.ratio)}
 
 
-def make_compressor(spec: str) -> Compressor:
-    """Build a compressor from a CLI/parameter string: none, fp16, bf16, int8 or topk:RATIO."""
-    name, _, arg = spec.partition(":")
-    if name == "none":
-        return Compressor()
-    if name == "fp16":
+def make_compressor(spec: CompressionSpec | str) -> Compressor:
+    """The compressor of `spec` (a string is parsed first: ValueError if it names no compression)."""
+    if isinstance(spec, str):
+        spec = CompressionSpec.parse(spec)
+    if spec.kind == "fp16":
         return CastCompressor(torch.float16, "fp16")
-    if name == "bf16":
+    if spec.kind == "bf16":
         return CastCompressor(torch.bfloat16, "bf16")
-    if name == "int8":
+    if spec.kind == "int8":
         return Int8Compressor()
-    if name == "topk":
-        return TopKCompressor(float(arg or 0.01))
-    raise ValueError(f"unknown compression {spec!r}; choose one of {COMPRESSIONS}")
-
-
-COMPRESSIONS = ("none", "fp16", "bf16", "int8", "topk:RATIO")
+    if spec.kind == "topk":
+        return TopKCompressor(topk_ratio(spec.ratio))  # set for topk: this only narrows the type
+    return Compressor()
 
 
 def decompress(wire: Mapping[str, torch.Tensor], meta: Mapping[str, str], spec: Spec) -> Tensors:
@@ -116,7 +111,7 @@ def decompress(wire: Mapping[str, torch.Tensor], meta: Mapping[str, str], spec: 
         return _decompress_int8(wire, spec)
     if method == "topk":
         return _decompress_topk(wire, spec)
-    raise BadRequest(f"unknown compression {method!r}; expected one of none, fp16, bf16, int8, topk")
+    raise BadRequest(f"unknown compression {method!r}; expected one of {', '.join(COMPRESSION_KINDS)}")
 
 
 def _split_names(wire: Mapping[str, torch.Tensor], suffixes: tuple[str, ...], spec: Spec) -> None:

@@ -10,7 +10,10 @@ Options the flag spells differently from the field:
 - `scale`: the option is in a larger unit than the field (`--keep-versions-mb` for bytes): the
   field is `option × scale`, rounded for int fields;
 - `negate`: a flag that turns a field that is on by default off (`--no-journal` for `journal=True`);
-- a `bool` field that is off by default is a plain `store_true` flag.
+- a `bool` field that is off by default is a plain `store_true` flag;
+- a field of an `owtrain.specs.TextSpec` type (`StrategySpec`, `CompressionSpec`) is a string option
+  (its `--help` default is `str(default)`) that `values` parses; text it refuses is a ConfigError
+  naming the option (`--strategy 'sync:k': bad strategy option ...`), a usage error.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, Field, field, fields
 from pathlib import Path
 from typing import Any
+
+from owtrain.errors import ConfigError
+from owtrain.specs import TextSpec
 
 _META = "owtrain.setting"
 
@@ -78,6 +84,8 @@ def add_options(parser: argparse._ActionsContainer, cls: type, skip: Iterable[st
             else:
                 kw["action"] = argparse.BooleanOptionalAction
                 kw["default"] = True
+        elif issubclass(kind, TextSpec):
+            kw["default"] = None if f.default is None else str(f.default)
         else:
             kw["type"] = float if meta["scale"] else kind
             kw["default"] = shown
@@ -100,6 +108,11 @@ def values(cls: type, args: argparse.Namespace, skip: Iterable[str] = (), prefix
         kind, _ = _kind(hints[f.name])
         if kind is bool and meta["negate"]:
             value = not value
+        elif issubclass(kind, TextSpec) and value is not None:
+            try:
+                value = kind.parse(value)
+            except ValueError as exc:
+                raise ConfigError(f"{flag_of(f, prefix)} {value!r}: {exc}") from None
         elif meta["scale"] and value is not None:
             value = value * meta["scale"]
             if kind is int:
@@ -119,7 +132,8 @@ def default_of(cls: type, name: str) -> Any:
 
 
 def _kind(hint: Any) -> tuple[type, bool]:
-    """The option's value type for a field's type hint: (int|float|str|Path|bool, whether None is allowed)."""
+    """The option's value type for a field's type hint: (int|float|str|Path|bool or a TextSpec type, whether
+    None is allowed)."""
     args = typing.get_args(hint)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -127,6 +141,6 @@ def _kind(hint: Any) -> tuple[type, bool]:
         return _kind(inner[0])[0], True
     if origin is tuple:
         return _kind(args[0])[0], False
-    if hint in (int, float, str, bool, Path):
+    if hint in (int, float, str, bool, Path) or (isinstance(hint, type) and issubclass(hint, TextSpec)):
         return hint, False
     raise TypeError(f"no command-line type for {hint!r}")

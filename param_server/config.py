@@ -12,6 +12,7 @@ from pathlib import Path
 from owtrain.action_params import OPTIMIZERS
 from owtrain.s3 import S3Settings
 from owtrain.settings import setting
+from owtrain.specs import StrategySpec
 
 MIB = 1024 * 1024
 DEFAULT_CHECKPOINT_EVERY = 50  # versions between checkpoints when no journal keeps the updates
@@ -29,7 +30,7 @@ class PSConfig:
     seed: int = setting(0, "seed of the initial weights (workers build the same model)")
     host: str = setting("127.0.0.1", "address to bind (0.0.0.0 to serve other machines)")
     port: int = setting(29500, "TCP port")
-    strategy: str = setting("async", "aggregation: sync:k=K,timeout=T,min=M | async:damping=D | "
+    strategy: StrategySpec = setting(StrategySpec("async"), "aggregation: sync:k=K,timeout=T,min=M | async:damping=D | "
                                      "bounded:s=S,mode=reject|damp,damping=D")
     optimizer: str = setting("sgd", "server optimiser for gradient pushes", choices=OPTIMIZERS)
     lr: float = setting(0.05, "server learning rate for gradient pushes")

@@ -7,8 +7,10 @@ import dataclasses
 import pytest
 
 from actions.config import ActionConfig
+from owtrain.action_params import training_wire
 from owtrain.cursor import Cursor
 from owtrain.errors import BadRequest
+from owtrain.specs import CompressionSpec
 
 GOOD = {"dataset_url": "http://s3/b/k?sig", "dataset_sha256": "a" * 64, "apihost": "http://ps:1",
         "ps_token": "owt1.x.y", "job": "j", "worker": "w0"}
@@ -21,7 +23,8 @@ def test_seed_names_are_translated_with_defaults():
     assert (cfg.batch_size, cfg.epochs, cfg.update_intv) == (64, 2, 4)
     assert cfg.cursor == Cursor(1, 5, 2, 9)
     assert cfg.deadline_ms == 1700000000000 and str(cfg.cache_dir) == "/tmp/x"
-    assert (cfg.mode, cfg.lr, cfg.compression, cfg.device, cfg.threads) == ("grad", 0.01, "none", "auto", 1)
+    assert (cfg.mode, cfg.lr, cfg.compression, cfg.device, cfg.threads) == ("grad", 0.01, CompressionSpec("none"),
+                                                                          "auto", 1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lr = 1.0  # type: ignore[misc]
     assert "owt1.x.y" not in repr(cfg) and "sig" not in repr(cfg)
@@ -59,3 +62,15 @@ def test_bad_deadline_env():
 
 def test_unknown_names_are_listed_but_platform_extras_are_not():
     assert ActionConfig.unknown({**GOOD, "batch_size": 3, "__ow_headers": {}}) == ["batch_size"]
+
+
+def test_compression_is_a_string_on_the_wire_and_a_spec_in_the_config():
+    cfg = ActionConfig.from_params({**GOOD, "compression": "topk:0.25"}, {})
+    assert cfg.compression == CompressionSpec("topk", 0.25)
+    assert cfg.to_wire()["compression"] == "topk:0.25"
+    assert ActionConfig.from_params(cfg.to_wire(), {}).compression == cfg.compression
+    assert training_wire(compression=CompressionSpec("int8")) == {"compression": "int8"}
+    for value, need in (("topk:2", r"parameter 'compression': top-k ratio must be in \(0, 1\]"),
+                        (5, "parameter 'compression' must be a non-empty string")):
+        with pytest.raises(BadRequest, match=need):
+            ActionConfig.from_params({**GOOD, "compression": value}, {})

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from owtrain.errors import BadRequest, StaleUpdate
+from owtrain.errors import BadRequest, ConfigError, StaleUpdate
+from owtrain.specs import StrategySpec
 from param_server import aggregate
 from param_server.model_state import ModelState
 from param_server.optim import build_optimizer, warmup_factor
-from param_server.strategies import STRATEGIES, Update, parse_strategy
+from param_server.strategies import STRATEGIES, Update, check_strategy, parse_strategy
 from param_server.strategies.sync import SyncStrategy
 from tests.param_server.helpers import batch, grads, lenet, max_diff
 
@@ -56,6 +61,60 @@ def test_parse_strategy_options_and_errors():
     with pytest.raises(ValueError, match="mode"):
         parse_strategy("bounded:mode=drop")
     assert set(STRATEGIES) == {"sync", "async", "bounded"}
+
+
+def test_a_spec_and_its_string_build_the_same_strategy():
+    spec = StrategySpec.parse("bounded:s=3,mode=damp")
+    assert parse_strategy(spec).describe() == parse_strategy(str(spec)).describe()
+    with pytest.raises(ConfigError, match=r"--strategy 'sync:k=two': strategy option k='two' is not a valid int"):
+        check_strategy(StrategySpec.parse("sync:k=two"))
+    with pytest.raises(ConfigError, match=r"--strategy 'sync:q=1': bad strategy option 'q=1' for sync; valid"):
+        check_strategy("sync:q=1")
+
+
+def built_before(text: str) -> bool:
+    """Whether `parse_strategy` built a strategy from `text` before the specs (its rule as it was, as
+    the test's oracle)."""
+    name, _, rest = text.strip().partition(":")
+    cls = STRATEGIES.get(name)
+    if cls is None:
+        return False
+    params = inspect.signature(cls.__init__).parameters
+    kwargs: dict[str, object] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in params or key == "self":
+            return False
+        try:
+            kwargs[key] = type(params[key].default)(value)
+        except ValueError:
+            return False
+    try:
+        cls(**kwargs)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+strategy_text = st.tuples(
+    st.sampled_from(["sync", "async", "bounded", " sync", "sync ", "", "fifo", "sync:k=2", "bounded:mode=damp"]),
+    st.sampled_from(["", ":", ": ", ":,"]),
+    st.lists(st.tuples(st.sampled_from(["k", "timeout", "min", "s", "mode", "damping", " k", "k ", "", "q"]),
+                       st.sampled_from(["=", "", " ="]),
+                       st.sampled_from(["2", " 3", "0.5", "damp", "reject", "two", "", "-1", "1=2"])).map("".join),
+             max_size=3).map(",".join),
+).map("".join)
+
+
+@settings(derandomize=True, database=None, deadline=None, max_examples=400)
+@given(strategy_text)
+def test_the_registry_builds_exactly_what_it_always_did(text):
+    try:
+        parse_strategy(text)
+    except (ValueError, TypeError):
+        assert not built_before(text), text
+        return
+    assert built_before(text), text
 
 
 def _state(lr: float = 0.1) -> ModelState:

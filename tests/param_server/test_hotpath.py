@@ -12,6 +12,7 @@ import requests
 import torch
 
 from owtrain.codec import CONTENT_TYPE, encode_tensors
+from owtrain.specs import StrategySpec
 from owtrain.tokens import Claims
 from param_server.checkpoint import list_checkpoints
 from param_server.config import PSConfig
@@ -105,7 +106,7 @@ def test_hot_path_pull_answers_as_before(ps_server):
 def test_queued_pushes_are_applied_in_one_batch_like_sequential_steps(tmp_path):
     """Pushes that queue while the apply thread is busy run as one batch (one snapshot is
     published for it), and the model equals the same updates applied one by one to 1e-6."""
-    cfg = PSConfig(job="j", secret="s", strategy="async:damping=0", lr=0.05, momentum=0.9,
+    cfg = PSConfig(job="j", secret="s", strategy=StrategySpec.parse("async:damping=0"), lr=0.05, momentum=0.9,
                    checkpoint_dir=tmp_path / "ck", checkpoint_interval_s=3600)
     rt = Runtime(cfg)
     try:

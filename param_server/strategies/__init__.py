@@ -41,7 +41,7 @@ def parse_strategy(spec: str) -> Strategy:
             kwargs[key] = kind(value)
         except ValueError as exc:
             raise ValueError(f"strategy option {key}={value!r} is not a valid {kind.__name__}") from exc
-    return cls(**kwargs)  # type: ignore[arg-type]
+    return cls(**kwargs)
 
 
 def check_strategy(spec: str) -> None:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from action_common import ROOT, cached_shard, machine_note, params, proc_mb, start_ps
+from stats import spread
 
 from tests.fixtures.docker import IMAGE, build_image, running_engine, why_no_engine
 from tests.fixtures.wsk import action_argv
@@ -136,11 +137,6 @@ def time_to_accuracy(invoker: str, env: dict, limit: int, target: float) -> dict
         return {"command_s": command, "accuracy": report["final"]["accuracy"]}
 
 
-def stat(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
-    v = [x * scale for x in values]
-    return f"{statistics.median(v):.{digits}f} ({min(v):.{digits}f}–{max(v):.{digits}f})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="cold starts of each invoker, interleaved (0: none)")
@@ -211,19 +207,19 @@ def main() -> None:
     if args.rounds:
         print(f"\ncold start, invoke -> first update applied, {args.rounds} rounds interleaved (median, range):")
     for kind, runs in cold.items() if args.rounds else ():
-        line = f"  {kind:8s} {stat([r['first_update_s'] for r in runs])} s, peak RSS {stat([r['rss_peak_mb'] for r in runs], digits=0)} MB"
+        line = f"  {kind:8s} {spread([r['first_update_s'] for r in runs], 2)} s, peak RSS {spread([r['rss_peak_mb'] for r in runs], 0)} MB"
         if kind == "docker":
-            line += f", cgroup peak {stat([r['cgroup_peak_mb'] for r in runs], digits=0)} MB"
+            line += f", cgroup peak {spread([r['cgroup_peak_mb'] for r in runs], 0)} MB"
         print(line)
     if rows:
         print(f"\nwarm echo activation, {args.calls} calls each (median, range, ms):")
     for name, times in rows.items():
-        print(f"  {name:44s} {stat(times, 1000, 1)}")
+        print(f"  {name:44s} {spread(times, 1, scale=1000)}")
     if tta:
         print(f"\nowtrain local --limit {args.limit} --target-accuracy {args.target}, {args.tta} runs each (median, range):")
     for kind, outs in tta.items():
-        print(f"  --invoker {kind:7s} command {stat([o['command_s'] for o in outs], digits=1)} s, "
-              f"final validation accuracy {stat([o['accuracy'] for o in outs], digits=4)}")
+        print(f"  --invoker {kind:7s} command {spread([o['command_s'] for o in outs], 1)} s, "
+              f"final validation accuracy {spread([o['accuracy'] for o in outs], 4)}")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,14 @@ import json
 import os
 import re
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+
+from stats import spread
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ ([\w.]+): (.*)$")
@@ -83,10 +84,6 @@ def run_once(tree: Path, target: float, work: Path) -> dict:
             "load_before": load_before, "load_after": os.getloadavg()[0]}
 
 
-def _stat(values: list[float]) -> str:
-    return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})" if values else "-"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trees", default=".", help="comma-separated source trees, run in turn (default: this one)")
@@ -110,9 +107,9 @@ def main() -> int:
                                     "runs": runs}, indent=2) + "\n")
     for tree in trees:
         mine = [r for r in runs if r["tree"] == str(tree)]
-        print(f"{tree}: set-up {_stat([r['set_up_s'] for r in mine])} s, wind-down "
-              f"{_stat([r['wind_down_s'] for r in mine if r['wind_down_s'] is not None])} s, load "
-              f"{_stat([r['load_before'] for r in mine] + [r['load_after'] for r in mine])}")
+        print(f"{tree}: set-up {spread([r['set_up_s'] for r in mine])} s, wind-down "
+              f"{spread([r['wind_down_s'] for r in mine if r['wind_down_s'] is not None])} s, load "
+              f"{spread([r['load_before'] for r in mine] + [r['load_after'] for r in mine])}")
     return 0
 
 

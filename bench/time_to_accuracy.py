@@ -55,6 +55,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from stats import spread
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
@@ -472,13 +474,6 @@ def _s(v: float | None) -> str:
     return "not reached" if v is None else f"{v:.1f} s"
 
 
-def _stat(values: list[float | None], digits: int = 1) -> str:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "–"
-    return f"{statistics.median(vals):.{digits}f} ({min(vals):.{digits}f}–{max(vals):.{digits}f})"
-
-
 def print_sweep(kinds: dict, sweep_epochs: float) -> None:
     for kind, entry in kinds.items():
         print(f"\n{kind} (best {entry['best']}, load {entry['loadavg_1m']:.1f}, {entry['measured']})")
@@ -507,13 +502,13 @@ def print_compare(runs: list[dict], cold: list[dict]) -> None:
         wall = [r["wall_s"] for r in rs]
         t_med = statistics.median([t for t in train if t is not None] or [float("nan")])
         epochs = [r.get("epochs") for r in rs]
-        print(f"| {kind} | {_stat(train)} | {t_med / base['plain2']:.2f}× | {_stat(wall)} | "
+        print(f"| {kind} | {spread(train)} | {t_med / base['plain2']:.2f}× | {spread(wall)} | "
               f"{statistics.median(wall) / walls['plain2']:.2f}× | "
-              f"{_stat([r.get('wall_minus_eval_s') for r in rs])} | {_stat([r['test_accuracy'] for r in rs], 4)} | "
-              f"{_stat(epochs, 2)} | {_stat([r['loadavg_1m'] for r in rs])} |")
+              f"{spread([r.get('wall_minus_eval_s') for r in rs])} | {spread([r['test_accuracy'] for r in rs], 4)} | "
+              f"{spread(epochs, 2)} | {spread([r['loadavg_1m'] for r in rs])} |")
     ow = [r for r in runs if r["kind"] == "owtrain"]
-    print(f"owtrain set-up (command start → first activation) {_stat([r['setup_s'] for r in ow])} s, "
-          f"wind-down (target → exit) {_stat([r['wind_down_s'] for r in ow])} s")
+    print(f"owtrain set-up (command start → first activation) {spread([r['setup_s'] for r in ow])} s, "
+          f"wind-down (target → exit) {spread([r['wind_down_s'] for r in ow])} s")
     for r in cold:
         print(f"cold cache, {r['kind']}: command {r['wall_s']:.1f} s, training {_s(r['train_s'])}")
 

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from stats import spread
+
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = {"1x1": (1, 1), "2x1": (2, 1), "1x2": (1, 2)}  # name -> (processes, threads each)
 BATCH = 64
@@ -73,10 +75,6 @@ def run_cell(name: str, batches: int) -> dict:
             "samples_per_s": sum(batches * BATCH / s for s in seconds), "loadavg_1m": os.getloadavg()[0]}
 
 
-def _stat(values: list[float], digits: int = 1) -> str:
-    return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", type=int, default=400)
@@ -103,8 +101,8 @@ def main() -> None:
         rs = [r for r in runs if r["cell"] == name]
         ms = [m for r in rs for m in r["ms_per_batch"]]
         sps = [r["samples_per_s"] for r in rs]
-        print(f"| {name} | {procs} × {threads} | {_stat(ms, 2)} | {_stat(sps, 0)} | "
-              f"{statistics.median(sps) / base:.2f}× | {_stat([r['loadavg_1m'] for r in rs])} |")
+        print(f"| {name} | {procs} × {threads} | {spread(ms, 2, thousands=True)} | {spread(sps, 0, thousands=True)} | "
+              f"{statistics.median(sps) / base:.2f}× | {spread([r['loadavg_1m'] for r in rs])} |")
 
 
 if __name__ == "__main__":

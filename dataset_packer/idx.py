@@ -26,7 +26,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """The array in an IDX file (`.gz` or not), in native byte order; raises ValueError if malformed."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:  # type: ignore[operator]
+    with opener(path, "rb") as f:
         header = f.read(4)
         if len(header) != 4 or header[:2] != b"\0\0" or header[2] not in IDX_DTYPES or not 1 <= header[3] <= 4:
             raise ValueError(f"{path}: not an IDX file (magic {header.hex()})")

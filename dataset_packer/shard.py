@@ -167,7 +167,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
     bytes, checked from the 512-byte block that declares them; sparse members are refused.
     """
 
-    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
         assert isinstance(tar, _BoundedTarFile)
         if self.type == GNUTYPE_SPARSE:
             raise _HeaderRefused(f"sparse member {self.name!r}")

@@ -135,7 +135,7 @@ def _map_tensors(buf: bytearray, header: dict, base: int) -> dict[str, torch.Ten
         reach = end
     if base + reach != len(buf):
         raise ValueError(f"the data section is {len(buf) - base} bytes, the tensors cover {reach}")
-    return {name: _view(buf, base + b, base + e, dt, sh) for name, (b, e, dt, sh) in tensors.items()}  # type: ignore[misc]
+    return {name: _view(buf, base + b, base + e, dt, sh) for name, (b, e, dt, sh) in tensors.items()}
 
 
 def _view(buf: bytearray, begin: int, end: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:

@@ -66,7 +66,7 @@ class ApplyThread:
         waiter.get()
         if job.error is not None:
             raise job.error
-        return job.result  # type: ignore[no-any-return]
+        return job.result
 
     def _run(self) -> None:
         while True:

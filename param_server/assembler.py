@@ -2,7 +2,8 @@
 the other shards' newest slices, pulled over HTTP with an admin token minted from the job secret.
 
 This is the one place a shard looks at the others, and only for evaluation (and so the dashboard's
-accuracy, and `owtrain local`'s stop rule): training never waits for it. The version it reports is
+accuracy, and `owtrain local`'s stop rule) and for publishing the whole model into a model
+repository (`POST /admin/publish`): training never waits for it. The version it reports is
 the job's version, the minimum over the shards (owtrain.ps_shards.job_version). A peer's slice is
 pulled only when that peer's version moved (`have=` answers 304 otherwise), and the evaluator asks
 for the parameters only when an evaluation is due, so an idle job costs one `/getVersion` per peer
@@ -11,6 +12,7 @@ per evaluator poll.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -41,14 +43,22 @@ class Assembler:
         self._slices: dict[int, tuple[int, dict[str, torch.Tensor]]] = {}
         self._token_time = -TOKEN_TTL_S
         self._checked = False
+        # the evaluator's thread and a publish on a pool thread may both ask; one at a time shares
+        # the cached slices and the peers' sessions
+        self._lock = threading.Lock()
 
     def version(self) -> int:
-        self._prepare()
-        versions = {self.shard.index: self.own().version, **{i: c.version() for i, c in self.peers.items()}}
-        self.shard.versions = [versions[i] for i in range(len(versions))]  # for /status and the dashboard
-        return job_version(self.shard.versions)
+        with self._lock:
+            self._prepare()
+            versions = {self.shard.index: self.own().version, **{i: c.version() for i, c in self.peers.items()}}
+            self.shard.versions = [versions[i] for i in range(len(versions))]  # for /status and the dashboard
+            return job_version(self.shard.versions)
 
     def latest(self) -> Snapshot:
+        with self._lock:
+            return self._latest()
+
+    def _latest(self) -> Snapshot:
         self._prepare()
         mine = self.own()
         slices = {self.shard.index: mine.tensors}

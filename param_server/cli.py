@@ -147,9 +147,9 @@ def _config(args: argparse.Namespace) -> PSConfig:
     if shards > 1 and shard == 0 and args.eval_shard is not None and not urls:
         raise ConfigError(f"--eval-shard with --shard {args.shard} needs --shard-urls (all {shards} shard URLs, "
                           "shard 0 first): shard 0 evaluates the whole model, pulling the other shards' slices")
-    if repository and shards > 1:
-        raise ConfigError("--model-repository is not supported on a sharded server yet (a shard holds a slice): "
-                          "publish from `owtrain ps export --url <every shard>` instead")
+    if repository and shard > 0:
+        raise ConfigError(f"--model-repository with --shard {args.shard}: only shard 0 publishes (it assembles "
+                          "the whole model from every shard's slice); give it to shard 0 only")
     repository_s3 = from_env(args.s3_endpoint, "") if s3_repository else None
     return PSConfig(job=args.job, secret=read_secret(args.secret_file), s3=s3, repository_s3=repository_s3,
                     shard=shard, shards=shards, shard_urls=urls, **opts)
@@ -250,12 +250,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     client = _admin_client(args)
-    if client.shards > 1:
-        from owtrain.errors import ConfigError
-
-        raise ConfigError("publish talks to one server (a sharded server cannot publish yet: see "
-                          "docs/param_server.md, Sharding)")
-    result = client.admin("publish", {"name": args.name} if args.name else {})[0]
+    # shard 0 assembles the whole model of a sharded job and publishes it; the other shards hold slices
+    result = client.clients[0].admin("publish", {"name": args.name} if args.name else {})
     scores = ", ".join(f"{split} accuracy {s['accuracy']:.4f}" for split, s in result["scores"].items())
     print(f"published parameters version {result['ps_version']} as model {result['model']} version "
           f"{result['version']} ({result['location']}; {scores}); serve it with: "

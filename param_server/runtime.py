@@ -90,10 +90,13 @@ class Runtime:
         self.watch = VersionWatch()
         self.apply_thread = ApplyThread(self.core.end_batch, self._after_batch)
         self.evaluator: Evaluator | None = None
+        # the whole model at the job's version: this server's own, or on shard 0 of a sharded job the
+        # slices of every shard joined (what the evaluator scores and `POST /admin/publish` publishes)
+        self.whole: Callable[[], Snapshot] = self.latest
         if cfg.eval_shard and cfg.shard == 0:  # a sharded job is evaluated once, by shard 0, on the whole model
             eval_model = build_model(cfg.model, cfg.num_classes, cfg.seed)
-            latest, version = evaluation_source(cfg, self.shard, self.latest)
-            self.evaluator = Evaluator(eval_model, load_eval_shard(cfg.eval_shard), latest, self.telemetry,
+            self.whole, version = evaluation_source(cfg, self.shard, self.latest)
+            self.evaluator = Evaluator(eval_model, load_eval_shard(cfg.eval_shard), self.whole, self.telemetry,
                                        cfg.eval_every, cfg.eval_interval_s, cfg.eval_batch, version)
         self._housekeeper: gevent.Greenlet | None = None
         self._static_version, self._static_time = -1, 0.0

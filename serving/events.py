@@ -152,6 +152,7 @@ class EventPredictor:
                               (status, version, error, time.time(), key))
 
     def counts(self) -> dict[str, int]:
+        """Inputs by state: pending, done, failed (the bridge's `/status` shows them as `sink`)."""
         with self.lock:
             rows = self.conn.execute("SELECT status, COUNT(*) AS n FROM inputs GROUP BY status").fetchall()
         return {r["status"]: r["n"] for r in rows}

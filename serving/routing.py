@@ -23,9 +23,9 @@ def bucket(model: str, caller: str) -> float:
 def route(model: str, caller: str, labels: Labels, loaded: list[int]) -> int:
     """The version for a caller: canary for its share, else stable, else the newest loaded one."""
     if labels.canary in loaded and bucket(model, caller) < labels.canary_percent:
-        return labels.canary  # type: ignore[return-value]
+        return labels.canary
     if labels.stable in loaded:
-        return labels.stable  # type: ignore[return-value]
+        return labels.stable
     if not loaded:
         raise ObjectMissing(f"model {model!r} has no version loaded")
     return max(loaded)

@@ -58,6 +58,10 @@ class ObjectSink(Protocol):
 
     def step(self) -> int: ...
 
+    def counts(self) -> dict[str, int]:
+        """Its inputs by state (e.g. pending, done, failed), for the bridge's `/status`."""
+        ...
+
 
 class SinkFactory(Protocol):
     """How a part above wsk (serving) feeds `owtrain bridge serve` without wsk importing it: the part
@@ -163,7 +167,8 @@ class Bridge:
         def status() -> Response:
             summary = self.driver.state.summary(self.driver.config.epochs)
             return jsonify(counts=self.counts, shards=summary.shards, done=summary.done, failed=summary.failed,
-                           running=summary.running, samples=summary.samples, throttles=self.driver.throttles)
+                           running=summary.running, samples=summary.samples, throttles=self.driver.throttles,
+                           sink=self.sink.counts() if self.sink is not None else None)
 
         return app
 

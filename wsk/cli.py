@@ -255,14 +255,14 @@ def _register_bridge(subparsers: argparse._SubParsersAction) -> None:
     add_driver_options(serve)
     add_invoker_options(serve)
     serve.set_defaults(func=cmd_bridge_serve, sink_factories=())
-    p.set_defaults(func=lambda _a: p.print_help() or 2)
+    # `serve_parser`: where add_bridge_sink finds `bridge serve` (argparse offers no public way down)
+    p.set_defaults(func=lambda _a: p.print_help() or 2, serve_parser=serve)
 
 
 def add_bridge_sink(subparsers: argparse._SubParsersAction, factory: SinkFactory) -> None:
     """Let a part above wsk (serving's event-driven inference) take uploads from `owtrain bridge serve`:
     its options join the command's and its sink, when built, gets the keys it wants (wsk.bridge)."""
-    bridge = subparsers.choices["bridge"]
-    serve = next(a for a in bridge._actions if isinstance(a, argparse._SubParsersAction)).choices["serve"]
+    serve = subparsers.choices["bridge"].get_default("serve_parser")
     factory.add_options(serve)
     serve.set_defaults(sink_factories=(*serve.get_default("sink_factories"), factory))
 

@@ -49,7 +49,7 @@ def float_arg(raw: str | None, name: str, default: float) -> float:
     if raw in (None, ""):
         return default
     try:
-        value = float(raw)  # type: ignore[arg-type]
+        value = float(raw)
     except ValueError as exc:
         raise BadRequest(f"query parameter {name} must be a number, got {raw!r}") from exc
     if not math.isfinite(value):

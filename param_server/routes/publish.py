@@ -7,7 +7,9 @@ in the layout of `owtrain.model_repository_layout` — the same layout `owtrain 
 and `owtrain serve` reads. param_server does not import serving (serving is the floor above).
 
 What goes into the version, and why:
-- the weights of exactly one version (a snapshot taken when the request arrives);
+- the weights of exactly one version (a snapshot taken when the request is served): on a sharded
+  job the whole model that shard 0 assembles from every shard's slice at the job's version (the
+  same model its evaluator scores; the other shards have no repository and refuse);
 - the input signature from the `--eval-shard` manifest (shape, normalisation, class names): the
   workers trained on shards with that normalisation, so the server must apply it too; a server
   without an evaluation shard cannot tell it, and says so (400);
@@ -34,7 +36,6 @@ from owtrain.model_signature import signature_from_manifest
 from owtrain.parse import json_object
 from owtrain.rejections import REJECTIONS
 from param_server.config import PSConfig
-from param_server.model_state import Snapshot
 from param_server.routes.common import claims
 from param_server.runtime import Runtime
 
@@ -60,9 +61,8 @@ def publish_routes(rt: Runtime) -> Blueprint:
             except ConfigError as exc:
                 raise BadRequest(f'"name": {exc} (e.g. "mnist")') from exc
         location, shard = _repository(rt.cfg)
-        snap = rt.latest()
         try:
-            result = gevent.get_hub().threadpool.apply(_publish, (rt, location, shard, snap, name, lock))
+            result = gevent.get_hub().threadpool.apply(_publish, (rt, location, shard, name, lock))
         except StoreUnreachable as exc:
             REJECTIONS.note(503, "store_unreachable", request.method, request.path, str(exc))
             resp = jsonify({"error": f"the model repository is unreachable: {exc}; nothing was published",
@@ -85,15 +85,16 @@ def _repository(cfg: PSConfig) -> tuple[str, Path]:
     return cfg.model_repository, cfg.eval_shard
 
 
-def _publish(rt: Runtime, location: str, shard: Path, snap: Snapshot, name: str | None,
-             lock: threading.Lock) -> dict[str, Any]:
-    """Evaluate the snapshot, then write it as the next version (on a pool thread)."""
+def _publish(rt: Runtime, location: str, shard: Path, name: str | None, lock: threading.Lock) -> dict[str, Any]:
+    """Take the whole model, evaluate it, then write it as the next version (on a pool thread: on
+    shard 0 of a sharded job taking it pulls the other shards' slices)."""
     from dataset_packer.shard import read_shard
     from dataset_packer.stores.repo_storage import open_repo_storage
     from owtrain.models import build_model
     from param_server.evaluator import evaluate, load_eval_shard
 
     cfg = rt.cfg
+    snap = rt.whole()
     manifest = read_shard(shard).manifest
     model_name = name if name is not None else default_model_name(manifest, cfg.model)
     model = build_model(cfg.model, cfg.num_classes, cfg.seed)

@@ -46,7 +46,7 @@ def parse_strategy(spec: StrategySpec | str) -> Strategy:
             kwargs[key] = kind(value)
         except ValueError as exc:
             raise ValueError(f"strategy option {key}={value!r} is not a valid {kind.__name__}") from exc
-    return cls(**kwargs)  # type: ignore[arg-type]
+    return cls(**kwargs)
 
 
 def check_strategy(spec: StrategySpec | str) -> None:

@@ -1,7 +1,7 @@
 """`POST /admin/publish` (`owtrain ps publish`): a real parameter server writes its current
 parameters as the next numbered version of a model repository — a folder, or a prefix of a real
 S3 bucket (Swift) that `owtrain serve` then serves — with the eval shard's signature and the
-scores of exactly the published weights."""
+scores of exactly the published weights; on a sharded job shard 0 publishes the whole model."""
 
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ from dataset_packer.stores.repo_storage import S3Storage
 from owtrain.model_repository_layout import LocalStorage
 from owtrain.model_signature import Signature
 from owtrain.models import build_model
+from owtrain.ps_shards import ShardSet
 from param_server.evaluator import evaluate
 from serving.repository import Repository
 from tests.fixtures.common import PYTHON, ROOT
+from tests.param_server.test_shards import SPEC, grads, push_all
 from tests.serving.conftest import ServeProcess
 from tests.serving.helpers import random_images
 from tests.wsk.uploads import swift_store
@@ -94,6 +96,37 @@ def test_publish_into_a_folder_writes_numbered_versions_of_the_current_parameter
     assert "as model digits version 1" in out.stdout and f"owtrain serve --repository {repo_dir}" in out.stdout
     assert publish(ps).json()["version"] == 2
     assert repo.versions("mnist") == [1, 2] and repo.versions("digits") == [1]
+
+
+def test_a_sharded_job_publishes_the_whole_model_from_shard_0(ps_shards, test_shard, tmp_path):
+    repo_dir = tmp_path / "repo"
+    shards = ps_shards(2, eval_shard=test_shard, first=["--model-repository", str(repo_dir)])
+    worker = ShardSet([s.url for s in shards], shards[0].token("w0"))
+    worker.check_plan(SPEC)
+    for seq in range(3):  # the model moves on both shards
+        assert push_all(worker, "w0", seq, grads(0, seq), worker.versions()).status == "applied"
+
+    env = {**os.environ, "OWTRAIN_JOB_SECRET": shards[0].secret}
+    out = subprocess.run([PYTHON, "-m", "commands", "ps", "publish", "--url", ",".join(s.url for s in shards),
+                          "--job", shards[0].job], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "published parameters version 3 as model mnist version 1" in out.stdout, out.stdout
+
+    versions, whole = worker.pull_whole()
+    assert versions == (3, 3)
+    repo = Repository(LocalStorage(repo_dir))
+    meta = repo.meta("mnist", 1)
+    weights = repo.weights("mnist", 1, meta)
+    assert set(weights) == set(whole) and all(torch.equal(weights[k], whole[k]) for k in whole)
+    assert meta.source["ps_version"] == 3
+    loss, accuracy = expected_scores(whole, test_shard)
+    assert meta.scores == {"test": {"accuracy": accuracy, "loss": pytest.approx(loss, rel=1e-6)}}
+    # shard 1 holds a slice and no repository: it refuses, and nothing is written
+    reply = publish(shards[1])
+    assert reply.status_code == 400 and "--model-repository" in reply.json()["error"]
+    assert repo.versions("mnist") == [1]
+    for shard in shards:
+        assert "Traceback" not in shard.log_text()
 
 
 def test_publish_refuses_what_it_cannot_do_with_a_4xx(ps_server, test_shard, tmp_path):

@@ -83,6 +83,7 @@ def test_bridge_serve_predicts_uploads_under_its_own_rate_limit(swift_s3, tmp_pa
             np.testing.assert_allclose(result["probabilities"], probs, rtol=1e-5, atol=1e-6)
         status = requests.get(f"http://127.0.0.1:{port}/status", timeout=10).json()
         assert status["shards"] == 0  # the images went to the sink, not to training
+        assert status["sink"] == {"done": N}
     finally:
         bridge.stop()
     assert "Traceback" not in (tmp_path / "bridge.log").read_text()

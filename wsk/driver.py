@@ -66,6 +66,11 @@ def _leading_type(text: str) -> str | None:
     return head if sep and head.isidentifier() else None
 
 
+def _epoch_of(cursor: object) -> int:
+    """The epoch an unfinished chain's cursor is in (0 for a cursor of an action that keeps none)."""
+    return int(cursor.get("epoch", 0)) if isinstance(cursor, dict) else 0
+
+
 def _phases(result: object) -> dict | None:
     """The activation's phase totals (owtrain.phases) when its result carries them."""
     phases = result.get("phases") if isinstance(result, dict) else None
@@ -180,7 +185,7 @@ class Driver:
                 # server's recovered ledger against the records (localrun/reconcile.py)
                 start = shard.cursor if isinstance(shard.cursor, dict) else {}
                 cursor = {"seq": int(start.get("seq", 0)) + int(result.get("pushes", 0) or 0), "done": True}
-            epoch = self.config.epochs if done else int(cursor.get("epoch", 0)) if isinstance(cursor, dict) else 0
+            epoch = self.config.epochs if done else _epoch_of(cursor)
             closed = result.get("closed")  # the server takes no more updates: launch nothing more
             # closed by a pause: the chain stays pending and continues from `next` when resumed
             paused = bool(closed) and shard.activation_id in self._paused_ids()

@@ -92,12 +92,14 @@ class CompressionSpec(TextSpec):
 
     @classmethod
     def parse(cls, text: str) -> Self:
-        """`none`, `fp16`, `bf16`, `int8` or `topk[:RATIO]` (RATIO in (0, 1], default 0.01). What follows a
-        colon after any other kind is ignored, as it always was (`fp16:x` is `fp16`)."""
-        kind, _, arg = text.partition(":")
+        """`none`, `fp16`, `bf16`, `int8` or `topk[:RATIO]` (RATIO in (0, 1], default 0.01). Only top-k
+        takes an argument: `fp16:x` is refused (it used to be read as `fp16`, silently)."""
+        kind, sep, arg = text.partition(":")
         if kind not in COMPRESSION_KINDS:
             raise ValueError(f"unknown compression {text!r}; choose one of {COMPRESSIONS}")
         if kind != "topk":
+            if sep:
+                raise ValueError(f"compression {kind} takes no argument, got {text!r}; write {kind}")
             return cls(kind)
         if not arg:
             return cls(kind, DEFAULT_TOPK_RATIO)

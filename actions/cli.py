@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from actions import DEFAULT_ENTRY
+from owtrain.settings import usage_of
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `action serve` and `action run`."""
     action = subparsers.add_parser(
         "action", help="the OpenWhisk training action (dist-train)",
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      "status 1 when the result is an error.")
     run.add_argument("params", help="JSON file with the action parameters ('-' reads stdin)")
     run.set_defaults(func=cmd_run)
-    action.set_defaults(func=lambda _args: action.print_help() or 2)  # `owtrain action` alone: usage
+    action.set_defaults(func=usage_of(action))  # `owtrain action` alone: usage
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

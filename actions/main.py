@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 SYNC_WAIT_S = 30.0  # longest long-poll for an open sync round to close (the server's default cap)
 
 
-def main(args: dict) -> dict:
+def main(args: dict[str, Any]) -> dict[str, Any]:
     """OpenWhisk entry (Contract 3): returns `{samples, steps, avg_loss, version, done, next, phases,
     wall_s, …}` or `{"error": …}` (an application error; the container stays warm)."""
     started = time.monotonic()
@@ -116,7 +116,7 @@ def main(args: dict) -> dict:
     return result
 
 
-def report_phases(client: ShardSet, worker: str, result: dict) -> None:
+def report_phases(client: ShardSet, worker: str, result: dict[str, Any]) -> None:
     """Tell the server where this activation's time went (its dashboard totals them per worker).
     Best effort: a lost report costs the dashboard one activation's figures, never the progress."""
     try:
@@ -226,7 +226,7 @@ class Progress:
         if self.trace is not None:
             self.trace.extend(int(i) for idx in batch_indices for i in idx)
 
-    def result(self, epochs: int) -> dict:
+    def result(self, epochs: int) -> dict[str, Any]:
         """The Contract 3 result (plus `pushes`, `stale`, and `trace` when asked for)."""
         done = self.cursor.epoch >= epochs
         out: dict[str, Any] = {
@@ -265,7 +265,7 @@ def batch_tensors(shard: Shard, idx: torch.Tensor) -> tuple[torch.Tensor, torch.
     return Shard(shard.manifest, shard.x[rows], shard.y[rows]).to_tensors()
 
 
-def check_input(info: dict, shard: Shard) -> None:
+def check_input(info: dict[str, Any], shard: Shard) -> None:
     """The shard's sample shape must be what the server's model takes."""
     want, have = info.get("input_shape"), tuple(shard.x.shape[1:])
     if want is not None and tuple(want) != have:
@@ -273,7 +273,7 @@ def check_input(info: dict, shard: Shard) -> None:
                          f"takes {tuple(want)}: wrong shard for this job")
 
 
-def new_state(cfg: ActionConfig, info: dict, device: torch.device) -> WorkerState:
+def new_state(cfg: ActionConfig, info: dict[str, Any], device: torch.device) -> WorkerState:
     """A fresh model (its weights come from the first pull), local optimiser and compressor."""
     model = build_model(info["model"], num_classes=int(info["num_classes"])).to(device)
     optimizer = (LocalOptimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.momentum)

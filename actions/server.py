@@ -38,7 +38,7 @@ SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 REINIT_ERROR = "Cannot initialize the action more than once."
 # OpenWhisk caps a run's payload at 1 MB and an action's code at 48 MB (base64 in /init: 64 MB).
 MAX_BODY_BYTES = 64 * 1024 * 1024
-Entry = Callable[[dict], Any]
+Entry = Callable[[dict[str, Any]], Any]
 
 
 def load_entry(spec: str) -> Entry:
@@ -90,7 +90,7 @@ class ActionRunner:
         self.run_env_keys: set[str] = set()
         self.lock = gevent.lock.Semaphore(1)
 
-    def init(self, value: Mapping[str, Any]) -> tuple[int, dict]:
+    def init(self, value: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         """Export the init `env` map and import the entry; the image carries its own code."""
         if self.initialized:
             return 403, {"error": REINIT_ERROR}
@@ -113,7 +113,7 @@ class ActionRunner:
         self.initialized = True
         return 200, {"ok": True}
 
-    def run(self, body: Mapping[str, Any]) -> dict:
+    def run(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """One activation: set `__OW_*` from the body, call the entry, always return an object."""
         if not all(_env_safe(k, env_text(v)) for k, v in body.items() if k != "value"):
             return {"error": "run body context fields must be names (no '=' or NUL) with values (no NUL)"}
@@ -153,7 +153,7 @@ def create_app(runner: ActionRunner) -> Flask:
     app = Flask("owtrain-action")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # Flask answers 413 above it
 
-    def body_object() -> dict | None:
+    def body_object() -> dict[str, Any] | None:
         return json_object(request.get_data(cache=False))
 
     @app.post("/init")

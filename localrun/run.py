@@ -195,9 +195,9 @@ class WindDown:
 
     final: dict[str, Any]
     restored: dict[str, Any] | None
-    history: dict[str, list]
+    history: dict[str, list[Any]]
     status: dict[str, Any]
-    params: tuple[int, dict] | None
+    params: tuple[int, dict[str, Any]] | None
     activations: list[dict[str, Any]]
     failed: list[str]
 
@@ -335,7 +335,7 @@ def _note_eval(evals: list[Point], accuracy: dict[str, Any]) -> None:
         evals.append(point)
 
 
-def _model(cfg: LocalConfig, pulled: tuple[int, dict] | None) -> tuple[Any, tuple[int, ...] | None]:
+def _model(cfg: LocalConfig, pulled: tuple[int, dict[str, Any]] | None) -> tuple[Any, tuple[int, ...] | None]:
     """The final parameters in a freshly built model (for the safetensors and TorchScript files)."""
     from owtrain.models import build_model, input_shape
 

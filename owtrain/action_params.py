@@ -105,15 +105,15 @@ class ActionParams:
 REQUIRED = ("dataset_url", "dataset_sha256", "apihost", "ps_token", "job", "worker")
 
 
-def _training_fields() -> list[Field]:
+def _training_fields() -> list[Field[Any]]:
     return [f for f in fields(ActionParams) if _WIRE in f.metadata]
 
 
-def _field(name: str) -> Field:
+def _field(name: str) -> Field[Any]:
     return next(f for f in fields(ActionParams) if f.name == name)
 
 
-def _wire_name(f: Field) -> str:
+def _wire_name(f: Field[Any]) -> str:
     return f.metadata[_WIRE]["name"] or f.name
 
 

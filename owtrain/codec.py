@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -103,7 +104,7 @@ def decode_tensors(body: bytes | bytearray) -> tuple[dict[str, torch.Tensor], di
     return tensors, {str(k): str(v) for k, v in meta.items()}
 
 
-def _map_tensors(buf: bytearray, header: dict, base: int) -> dict[str, torch.Tensor]:
+def _map_tensors(buf: bytearray, header: dict[str, Any], base: int) -> dict[str, torch.Tensor]:
     """Views of `buf` for each header entry, after the checks safetensors makes: known dtype,
     sizes that match the shapes, and offsets that tile the data section exactly."""
     tensors: dict[str, torch.Tensor] = {}

@@ -6,6 +6,8 @@ status code passed around as a value. HTTP layers map them to status codes in on
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OwtrainError(Exception):
     """Base of every error owtrain raises on purpose."""
@@ -93,7 +95,7 @@ class ActivationFailed(OwtrainError):
     `whisk internal error`; `activation` is the activation record (dict) when one exists.
     """
 
-    def __init__(self, message: str, status: str, activation: dict | None = None) -> None:
+    def __init__(self, message: str, status: str, activation: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.activation = activation

@@ -101,7 +101,7 @@ class PSClient:
         """The server's status JSON (version, workers, update counts, staleness, history)."""
         return self._call("GET", "/status").json()
 
-    def history(self, since: float = 0) -> dict[str, list]:
+    def history(self, since: float = 0) -> dict[str, list[Any]]:
         """`/api/history` from `since` (Unix seconds): one array per field (time, version, loss, …)."""
         return self._call("GET", "/api/history", params={"since": since}, timeout=max(self.timeout, 30)).json()
 

@@ -168,7 +168,7 @@ class ShardSet:
         versions = [int(s["version"]) for s in every]
         return {**every[0], "version": job_version(versions), "versions": versions, "shards": every}
 
-    def history(self, since: float = 0) -> dict[str, list]:
+    def history(self, since: float = 0) -> dict[str, list[Any]]:
         """Shard 0's `/api/history` (every shard counts the same pushes; shard 0 has the accuracy)."""
         return self.clients[0].history(since)
 

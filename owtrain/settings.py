@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import MISSING, Field, field, fields
 from pathlib import Path
 from typing import Any
@@ -50,12 +50,12 @@ def setting(default: Any, help: str, *, flag: str | None = None, scale: float | 
     return field(default=default, metadata={_META: meta})
 
 
-def options(cls: type) -> list[Field]:
+def options(cls: type) -> list[Field[Any]]:
     """The fields of `cls` declared with `setting`, in declaration order."""
     return [f for f in fields(cls) if _META in f.metadata]
 
 
-def flag_of(f: Field, prefix: str = "") -> str:
+def flag_of(f: Field[Any], prefix: str = "") -> str:
     """The option's flag: declared, or `--NAME` (`--PREFIX-NAME` for a group of options of another config)."""
     meta = f.metadata[_META]
     if meta["flag"]:
@@ -63,7 +63,7 @@ def flag_of(f: Field, prefix: str = "") -> str:
     return "--" + (prefix + "-" if prefix else "") + f.name.replace("_", "-")
 
 
-def dest_of(f: Field, prefix: str = "") -> str:
+def dest_of(f: Field[Any], prefix: str = "") -> str:
     return flag_of(f, prefix).lstrip("-").replace("-", "_")
 
 
@@ -121,6 +121,16 @@ def values(cls: type, args: argparse.Namespace, skip: Iterable[str] = (), prefix
             value = tuple(value)
         out[f.name] = value
     return out
+
+
+def usage_of(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The `func` of a command group run without its subcommand (`owtrain bridge`): its usage, exit 2."""
+
+    def usage(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    return usage
 
 
 def default_of(cls: type, name: str) -> Any:

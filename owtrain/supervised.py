@@ -89,7 +89,7 @@ def is_running(pid: int, ticks: int | None) -> bool:
 
 def spawn(argv: Sequence[str], *, role: str, env: Mapping[str, str], port: int | None = None,
           stdin: int | IO[Any] | None = subprocess.DEVNULL, stdout: int | IO[Any] | None = None,
-          stderr: int | IO[Any] | None = None) -> subprocess.Popen:
+          stderr: int | IO[Any] | None = None) -> subprocess.Popen[bytes]:
     """Start `argv` in its own session, killed by the kernel when this process dies (see module doc).
 
     `role` and `port` only describe the child to the listeners (e.g. "ps", 29500).
@@ -103,7 +103,7 @@ def spawn(argv: Sequence[str], *, role: str, env: Mapping[str, str], port: int |
         if os.getppid() != parent:  # the parent died before the prctl took effect
             os._exit(1)
 
-    def start() -> subprocess.Popen:
+    def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(list(argv), env=dict(env), stdin=stdin, stdout=stdout, stderr=stderr,
                                 start_new_session=True, preexec_fn=tie_to_parent)
 
@@ -112,7 +112,7 @@ def spawn(argv: Sequence[str], *, role: str, env: Mapping[str, str], port: int |
     return proc
 
 
-def stop(proc: subprocess.Popen, role: str, timeout: float = STOP_TIMEOUT_S) -> None:
+def stop(proc: subprocess.Popen[bytes], role: str, timeout: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM the child's group (a clean shutdown), SIGKILL it if it does not end within `timeout`."""
     try:
         if proc.poll() is None:
@@ -126,7 +126,7 @@ def stop(proc: subprocess.Popen, role: str, timeout: float = STOP_TIMEOUT_S) -> 
     kill(proc, role)
 
 
-def kill(proc: subprocess.Popen, role: str) -> None:
+def kill(proc: subprocess.Popen[bytes], role: str) -> None:
     """SIGKILL the child's whole group and reap the child."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)

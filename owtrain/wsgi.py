@@ -198,6 +198,6 @@ class NoDelayWSGIServer(WSGIServer):
         if not issubclass(OwtrainError, hub.NOT_ERROR):
             hub.NOT_ERROR = (*hub.NOT_ERROR, OwtrainError)
 
-    def handle(self, sock: socket.socket, address: tuple) -> None:
+    def handle(self, sock: socket.socket, address: tuple[Any, ...]) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().handle(sock, address)

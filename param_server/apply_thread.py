@@ -29,7 +29,7 @@ T = TypeVar("T")
 class _Job:
     __slots__ = ("args", "error", "fn", "result", "waiter")
 
-    def __init__(self, fn: Callable[..., Any], args: tuple, waiter: Waiter) -> None:
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], waiter: Waiter) -> None:
         self.fn, self.args, self.waiter = fn, args, waiter
         self.result: Any = None
         self.error: BaseException | None = None

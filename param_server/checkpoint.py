@@ -103,7 +103,7 @@ class S3Uploader:
                             secure=target.secure, region=target.region)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ckpt-upload")
 
-    def submit(self, path: Path) -> Future:
+    def submit(self, path: Path) -> Future[Any]:
         return self.pool.submit(self._upload, path)
 
     def _upload(self, path: Path) -> None:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 SECRET_ENV = "OWTRAIN_JOB_SECRET"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `ps` (serve) and its `token`, `rollback` and `export` sub-commands."""
     p = subparsers.add_parser(
         "ps", help="run the parameter server (or: ps token | rollback | export)",

@@ -147,7 +147,7 @@ class Core:
         log.warning("rolled back to the parameters of version %d as version %d", version, self.model.version)
         return self.model.version
 
-    def _params_of(self, version: int) -> dict:
+    def _params_of(self, version: int) -> dict[str, Any]:
         snap = self.versions.get(version)
         if snap is not None:
             return snap.tensors

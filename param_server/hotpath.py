@@ -51,7 +51,7 @@ class HotPath:
             return self._serve(environ, start_response, self._pull)
         return self.app(environ, start_response)
 
-    def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any], handler: Handler) -> list:
+    def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any], handler: Handler) -> list[Any]:
         try:
             status, headers, body = handler(environ)
         except OwtrainError as exc:

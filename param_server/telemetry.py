@@ -59,7 +59,7 @@ class Telemetry:
         self.loss: float | None = None
         self.loss_ema = loss_ema
         self.eval: dict[str, Any] = {"accuracy": None, "loss": None, "evaluated_version": None, "time": None}
-        self.history: deque[tuple] = deque(maxlen=history_len)
+        self.history: deque[tuple[Any, ...]] = deque(maxlen=history_len)
         self._window_updates = 0
         self._window_staleness = 0
         self._window_start = time.time()
@@ -166,7 +166,7 @@ class Telemetry:
         with self.lock:
             return {"version": self.version, **self.eval}
 
-    def history_since(self, since: float) -> dict[str, list]:
+    def history_since(self, since: float) -> dict[str, list[Any]]:
         """Time series (one array per field in HISTORY_FIELDS) of points newer than `since`."""
         with self.lock:
             rows = [row for row in self.history if row[0] > since]

@@ -57,7 +57,7 @@ class _Container:
 _warm: _Container | None = None
 
 
-def main(args: dict) -> dict:
+def main(args: dict[str, Any]) -> dict[str, Any]:
     """One web-action activation; always a `{"statusCode", "headers", "body"}` answer."""
     try:
         size = len(json.dumps(args))
@@ -85,7 +85,7 @@ def main(args: dict) -> dict:
         return {"statusCode": status, "headers": headers, "body": {"error": str(exc), "reason": reason}}
 
 
-def _predictor(args: dict) -> Predictor:
+def _predictor(args: dict[str, Any]) -> Predictor:
     """The container's predictor, built on the first activation and rescanned every POLL_S."""
     global _warm
     location = str(args.get("repository") or os.environ.get("OWTRAIN_SERVING_REPOSITORY") or "")
@@ -111,7 +111,7 @@ def _predictor(args: dict) -> Predictor:
     return _warm.predictor
 
 
-def _target(args: dict, predictor: Predictor) -> tuple[str, int | None, str | None]:
+def _target(args: dict[str, Any], predictor: Predictor) -> tuple[str, int | None, str | None]:
     """(model, version, label) from the web path, or the `model` / `version` / `label` parameters."""
     match = PATH.match(str(args.get("__ow_path") or ""))
     if match is None:
@@ -128,7 +128,7 @@ def _target(args: dict, predictor: Predictor) -> tuple[str, int | None, str | No
     return str(name), version, match["label"] or args.get("label")
 
 
-def _rows(args: dict, sig: Any) -> Any:
+def _rows(args: dict[str, Any], sig: Any) -> Any:
     """The instances: merged JSON fields, or the raw `__ow_body` (JSON text, or a base64 PNG / .npy)."""
     if "instances" in args or "inputs" in args:
         return parse_request({k: args[k] for k in ("instances", "inputs") if k in args}, sig, MAX_INSTANCES)

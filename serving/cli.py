@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_DIR = "models"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from owtrain.settings import HelpFormatter, add_options
     from serving.config import ServeConfig
 

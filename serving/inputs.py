@@ -86,13 +86,13 @@ def normalise(raw: np.ndarray, sig: Signature) -> torch.Tensor:
     return (torch.from_numpy(raw) / sig.scale - mean) / std
 
 
-def _named(item: dict, sig: Signature, where: str) -> Any:
+def _named(item: dict[str, Any], sig: Signature, where: str) -> Any:
     if set(item) != {sig.input_name}:
         raise BadRequest(f"{where}: expected the single input {sig.input_name!r}, got keys {sorted(item)[:5]}")
     return item[sig.input_name]
 
 
-def _check_numbers(item: list, where: str) -> None:
+def _check_numbers(item: list[Any], where: str) -> None:
     """Every leaf is an int or float (not a bool, string or null) and finite."""
     level: list[Any] = item
     depth = 0

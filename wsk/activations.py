@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from owtrain.errors import ObjectMissing
 from wsk.invoker.base import Activation
@@ -84,7 +85,7 @@ class ActivationStore:
         return None if row["end"] is None else _activation(row)
 
     def list(self, name: str | None = None, limit: int = 30, skip: int = 0,
-             since: int | None = None, upto: int | None = None) -> list[dict]:
+             since: int | None = None, upto: int | None = None) -> list[dict[str, Any]]:
         """Newest first, OpenWhisk-shaped summaries (unfinished ones have no `end`)."""
         where, args = ["1=1"], []
         for clause, value in (("name=?", name), ("start>=?", since), ("start<=?", upto)):

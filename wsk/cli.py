@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from owtrain.action_params import parse_pairs
 from owtrain.errors import ConfigError, OwtrainError
 from owtrain.s3 import DEFAULT_REGION
-from owtrain.settings import HelpFormatter, add_options, values
+from owtrain.settings import HelpFormatter, add_options, usage_of, values
 from wsk import config as c
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `train`, `activation` and `bridge`."""
     _register_train(subparsers)
     _register_activation(subparsers)
@@ -113,7 +113,7 @@ def driver_config(args: argparse.Namespace) -> c.DriverConfig:
 # -- train ------------------------------------------------------------------------------------------
 
 
-def _register_train(subparsers: argparse._SubParsersAction) -> None:
+def _register_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("train", formatter_class=HelpFormatter, help="fan out training activations over a shard list, with continuation",
                               description="Start one activation chain per train shard and re-invoke each with the "
                                           "cursor it returned until --epochs or --target-accuracy. Resumable: "
@@ -159,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 # -- activation -------------------------------------------------------------------------------------
 
 
-def _register_activation(subparsers: argparse._SubParsersAction) -> None:
+def _register_activation(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("activation", help="list and inspect activations (like `wsk activation`)")
     sub = p.add_subparsers(dest="activation_command", metavar="ACTIVATION_COMMAND")
     lst = sub.add_parser("list", help="newest activations first", formatter_class=HelpFormatter)
@@ -177,7 +177,7 @@ def _register_activation(subparsers: argparse._SubParsersAction) -> None:
     for parser in sub.choices.values():
         add_invoker_options(parser)
         parser.set_defaults(func=cmd_activation)
-    p.set_defaults(func=lambda _a: p.print_help() or 2)
+    p.set_defaults(func=usage_of(p))
 
 
 def cmd_activation(args: argparse.Namespace) -> int:
@@ -223,7 +223,7 @@ def _activation_source(args: argparse.Namespace) -> tuple[Any, Any]:
 
     store = ActivationStore(activations_db(args))
 
-    def get(activation_id: str) -> dict | None:
+    def get(activation_id: str) -> dict[str, Any] | None:
         activation = store.get(activation_id)
         return None if activation is None else activation.to_record()
 
@@ -233,7 +233,7 @@ def _activation_source(args: argparse.Namespace) -> tuple[Any, Any]:
 # -- bridge -----------------------------------------------------------------------------------------
 
 
-def _register_bridge(subparsers: argparse._SubParsersAction) -> None:
+def _register_bridge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("bridge", help="event bridge: shard uploads -> training activations")
     sub = p.add_subparsers(dest="bridge_command", metavar="BRIDGE_COMMAND")
     serve = sub.add_parser("serve", formatter_class=HelpFormatter, help="serve the MinIO webhook (POST /events) and/or poll a bucket",
@@ -256,10 +256,10 @@ def _register_bridge(subparsers: argparse._SubParsersAction) -> None:
     add_invoker_options(serve)
     serve.set_defaults(func=cmd_bridge_serve, sink_factories=())
     # `serve_parser`: where add_bridge_sink finds `bridge serve` (argparse offers no public way down)
-    p.set_defaults(func=lambda _a: p.print_help() or 2, serve_parser=serve)
+    p.set_defaults(func=usage_of(p), serve_parser=serve)
 
 
-def add_bridge_sink(subparsers: argparse._SubParsersAction, factory: SinkFactory) -> None:
+def add_bridge_sink(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], factory: SinkFactory) -> None:
     """Let a part above wsk (serving's event-driven inference) take uploads from `owtrain bridge serve`:
     its options join the command's and its sink, when built, gets the keys it wants (wsk.bridge)."""
     serve = subparsers.choices["bridge"].get_default("serve_parser")

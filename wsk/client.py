@@ -99,7 +99,7 @@ class OpenWhiskClient:
         limits: dict[str, int] | None = None,
         parameters: dict[str, Any] | None = None,
         annotations: dict[str, Any] | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Create or update a blackbox (Docker image) action; returns the stored action."""
         body: dict[str, Any] = {"exec": {"kind": "blackbox", "image": image}}
         if limits:
@@ -111,7 +111,7 @@ class OpenWhiskClient:
         url = self._url("actions", name)
         return self._call("PUT", url, f"update action {name}", params={"overwrite": "true"}, json=body).json()
 
-    def get_action(self, name: str) -> dict:
+    def get_action(self, name: str) -> dict[str, Any]:
         """The action's record; raises ObjectMissing when it does not exist."""
         return self._call("GET", self._url("actions", name), f"get action {name}", params={"code": "false"}).json()
 
@@ -130,7 +130,7 @@ class OpenWhiskClient:
                           params={"blocking": "false"}, json=params, retry_throttled=retry_throttled)
         return resp.json()["activationId"]
 
-    def invoke_blocking(self, name: str, params: dict[str, Any], wait_s: float = 60.0) -> dict:
+    def invoke_blocking(self, name: str, params: dict[str, Any], wait_s: float = 60.0) -> dict[str, Any]:
         """Invoke and wait for the activation record, polling when the controller gives up (202).
 
         Returns the activation on success; raises ActivationFailed for the three failure
@@ -147,13 +147,13 @@ class OpenWhiskClient:
 
     # -- activations ----------------------------------------------------------------------------
 
-    def activation(self, activation_id: str) -> dict | None:
+    def activation(self, activation_id: str) -> dict[str, Any] | None:
         """The full activation record, or None while it is not stored yet (still running)."""
         url = self._url("activations", activation_id)
         resp = self._call("GET", url, f"get activation {activation_id}", ok=(200, 404))
         return resp.json() if resp.status_code == 200 else None
 
-    def activation_result(self, activation_id: str) -> dict:
+    def activation_result(self, activation_id: str) -> dict[str, Any]:
         """The stored result of a finished activation (`{"result", "status", "success", …}`)."""
         url = self._url("activations", activation_id, "result")
         return self._call("GET", url, f"result of {activation_id}").json()
@@ -164,19 +164,19 @@ class OpenWhiskClient:
         return self._call("GET", url, f"logs of {activation_id}").json().get("logs", [])
 
     def activations(self, name: str | None = None, limit: int = 30, skip: int = 0,
-                    since: int | None = None, upto: int | None = None, docs: bool = False) -> list[dict]:
+                    since: int | None = None, upto: int | None = None, docs: bool = False) -> list[dict[str, Any]]:
         """Newest-first activation summaries (full records with `docs=True`)."""
         params: dict[str, Any] = {"limit": limit, "skip": skip, "docs": str(docs).lower()}
         params.update({k: v for k, v in (("name", name), ("since", since), ("upto", upto)) if v is not None})
         return self._call("GET", self._url("activations"), "list activations", params=params).json()
 
-    def poll(self, activation_id: str, timeout: float, interval: float = 0.5) -> dict:
+    def poll(self, activation_id: str, timeout: float, interval: float = 0.5) -> dict[str, Any]:
         """Wait until the activation record exists; raises TimeoutError after `timeout` s."""
         return poll_until(lambda: self.activation(activation_id), timeout, interval, f"activation {activation_id}")
 
     # -- triggers and rules ---------------------------------------------------------------------
 
-    def put_trigger(self, name: str, parameters: dict[str, Any] | None = None) -> dict:
+    def put_trigger(self, name: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create or update a trigger with default `parameters`; returns the stored trigger."""
         body = {"parameters": [{"key": k, "value": v} for k, v in (parameters or {}).items()]}
         url = self._url("triggers", name)
@@ -191,7 +191,7 @@ class OpenWhiskClient:
         resp = self._call("POST", self._url("triggers", name), f"fire trigger {name}", ok=(202, 204), json=params)
         return resp.json()["activationId"] if resp.status_code == 202 else None
 
-    def put_rule(self, name: str, trigger: str, action: str) -> dict:
+    def put_rule(self, name: str, trigger: str, action: str) -> dict[str, Any]:
         """Create or update a rule (created active); trigger and action must exist."""
         ns = self.config.namespace
         body = {"trigger": f"/{ns}/{trigger}", "action": f"/{ns}/{action}"}
@@ -204,7 +204,7 @@ class OpenWhiskClient:
         self._call("POST", self._url("rules", name), f"set rule {name}", ok=(200, 202), json=body)
 
 
-def _checked(record: dict) -> dict:
+def _checked(record: dict[str, Any]) -> dict[str, Any]:
     """Return a successful activation record; raise ActivationFailed for the others."""
     response = record.get("response", {})
     status = response.get("status", "success")

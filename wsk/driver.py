@@ -71,7 +71,7 @@ def _epoch_of(cursor: object) -> int:
     return int(cursor.get("epoch", 0)) if isinstance(cursor, dict) else 0
 
 
-def _phases(result: object) -> dict | None:
+def _phases(result: object) -> dict[str, Any] | None:
     """The activation's phase totals (owtrain.phases) when its result carries them."""
     phases = result.get("phases") if isinstance(result, dict) else None
     return phases if isinstance(phases, dict) else None
@@ -206,7 +206,7 @@ class Driver:
             self._failed(shard, activation.status, activation.error or "no result", is_transient(activation),
                          _phases(activation.result))
 
-    def _failed(self, shard: Shard, status: str, error: str, transient: bool, phases: dict | None = None) -> None:
+    def _failed(self, shard: Shard, status: str, error: str, transient: bool, phases: dict[str, Any] | None = None) -> None:
         retry = transient and shard.attempts < self.config.max_retries
         retry_at = time.time() + backoff_delay(shard.attempts, RETRY_POLICY) if retry else None
         self.state.failed(shard, status, error, retry_at, phases)

@@ -10,6 +10,7 @@ import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from owtrain.errors import BadRequest
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 FIELDS = ("key", "size", "sha256", "url", "expires", "split")
 
 
-def load_train_shards(path: Path) -> list[dict]:
+def load_train_shards(path: Path) -> list[dict[str, Any]]:
     """The `train` entries of the list, in file order; BadRequest names what is wrong."""
     try:
         entries = json.loads(path.read_text())

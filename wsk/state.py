@@ -47,7 +47,7 @@ class Shard:
     url: str | None
     sha256: str | None
     status: str
-    cursor: dict | None
+    cursor: dict[str, Any] | None
     epoch: int
     samples: int
     attempts: int
@@ -138,8 +138,8 @@ class DriverState:
             self.conn.execute("INSERT INTO history (activation_id, shard, cursor, started) VALUES (?, ?, ?, ?)",
                               (activation_id, shard.key, json.dumps(shard.cursor), time.time()))
 
-    def advanced(self, shard: Shard, status: str, samples: int, cursor: dict | None, epoch: int, done: bool,
-                 phases: dict | None = None) -> None:
+    def advanced(self, shard: Shard, status: str, samples: int, cursor: dict[str, Any] | None, epoch: int, done: bool,
+                 phases: dict[str, Any] | None = None) -> None:
         """A successful activation: move the cursor, count the samples, maybe finish the chain;
         `phases` is where the activation's time went (its result's `phases`, owtrain.phases)."""
         with self.lock, self.conn:
@@ -151,7 +151,7 @@ class DriverState:
             self._ended(shard.activation_id, status, samples, phases)
 
     def failed(self, shard: Shard, status: str, error: str, retry_at: float | None,
-               phases: dict | None = None) -> None:
+               phases: dict[str, Any] | None = None) -> None:
         """A failed activation: retry the same cursor at `retry_at`, or give the chain up (None)."""
         with self.lock, self.conn:
             self.conn.execute("BEGIN")
@@ -165,7 +165,7 @@ class DriverState:
         with self.lock:
             return self.conn.execute("UPDATE shards SET status='stopped' WHERE status='pending'").rowcount
 
-    def history(self, key: str) -> list[dict]:
+    def history(self, key: str) -> list[dict[str, Any]]:
         """The activations of one chain in the order they were started."""
         with self.lock:
             rows = self.conn.execute("SELECT * FROM history WHERE shard=? ORDER BY started", (key,)).fetchall()
@@ -179,7 +179,7 @@ class DriverState:
             running=sum(r.status == "running" for r in rows), samples=sum(r.samples for r in rows),
             epochs_done=sum(epochs if r.status == "done" else min(r.epoch, epochs) for r in rows))
 
-    def _ended(self, activation_id: str | None, status: str, samples: int, phases: dict | None) -> None:
+    def _ended(self, activation_id: str | None, status: str, samples: int, phases: dict[str, Any] | None) -> None:
         self.conn.execute("UPDATE history SET status=?, samples=?, ended=?, phases=? WHERE activation_id=?",
                           (status, samples, time.time(), None if phases is None else json.dumps(phases),
                            activation_id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 from owtrain import codec
 from owtrain.action_params import MODES
@@ -32,7 +33,7 @@ def admit_push(rt: Runtime, authorization: str | None) -> Claims:
     return c
 
 
-def take_push(rt: Runtime, c: Claims, body: bytes | bytearray) -> dict:
+def take_push(rt: Runtime, c: Claims, body: bytes | bytearray) -> dict[str, Any]:
     """Decode, validate and take one push exactly once; its answer, once durable."""
     update, result = rt.push(body, lambda raw: decode_update(raw, c, rt.spec))
     rt.telemetry.pushed(update.worker, update.seq, result["status"], result["staleness"], update.samples,

@@ -3,6 +3,8 @@ unregister. Each call needs the worker's token and may only name that worker."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request
 
 from owtrain.phases import parse_report
@@ -14,7 +16,7 @@ def training_routes(rt: Runtime) -> Blueprint:
     bp = Blueprint("training", __name__)
     cfg, tel = rt.cfg, rt.telemetry
 
-    def worker_and_body() -> tuple[str, dict]:
+    def worker_and_body() -> tuple[str, dict[str, Any]]:
         c = claims(rt, request.headers.get("Authorization"))
         body = json_body(request.get_data(cache=True))
         return own_worker(c, body.get("worker")), body

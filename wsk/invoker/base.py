@@ -52,7 +52,7 @@ class Activation:
         return None
 
     @classmethod
-    def from_record(cls, record: dict) -> Activation:
+    def from_record(cls, record: dict[str, Any]) -> Activation:
         """Build from an OpenWhisk activation record (GET /activations/{id})."""
         response = record.get("response") or {}
         status = response.get("status") or STATUSES[int(response.get("statusCode", 0))]
@@ -61,7 +61,7 @@ class Activation:
                    result=response.get("result"), start=int(record.get("start", 0)),
                    end=int(record.get("end") or 0), logs=list(record.get("logs", [])), annotations=annotations)
 
-    def to_record(self, namespace: str = "guest") -> dict:
+    def to_record(self, namespace: str = "guest") -> dict[str, Any]:
         """The OpenWhisk-shaped record (what `wsk activation get` prints)."""
         return {
             "activationId": self.activation_id, "namespace": namespace, "name": self.name,

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import requests
 
@@ -102,7 +102,7 @@ class Container:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def call(self, path: str, body: dict, deadline: float, memory_bytes: int) -> Reply:
+    def call(self, path: str, body: dict[str, Any], deadline: float, memory_bytes: int) -> Reply:
         """POST `body` to `path`, killing the container at `deadline` (monotonic) or over memory."""
         outcome: list[Reply] = []
 

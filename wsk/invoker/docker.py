@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from wsk.config import DockerConfig, LocalInvokerConfig
 from wsk.invoker.container import Container, Reply
@@ -96,7 +97,7 @@ class DockerContainer(Container):
                 raise RuntimeError(f"container {self.name} did not start within {timeout:.0f}s")
             time.sleep(0.05)
 
-    def call(self, path: str, body: dict, deadline: float, memory_bytes: int) -> Reply:
+    def call(self, path: str, body: dict[str, Any], deadline: float, memory_bytes: int) -> Reply:
         """POST like the process container, except that the engine enforces the memory limit
         (`memory_bytes` is its value) and `/init` first waits for the server to listen."""
         if path == "/init" and (failed := self._wait_listening(deadline)) is not None:

@@ -83,7 +83,7 @@ class LocalInvoker(Invoker):
     def get(self, activation_id: str) -> Activation | None:
         return self.store.get(activation_id)
 
-    def activations(self, **filters: Any) -> list[dict]:
+    def activations(self, **filters: Any) -> list[dict[str, Any]]:
         """Activation summaries, newest first (`name`, `limit`, `skip`, `since`, `upto`)."""
         return self.store.list(**filters)
 

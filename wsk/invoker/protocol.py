@@ -28,12 +28,12 @@ LOGS_MISSING_MSG = "The action did not initialize or run as expected. Log data m
 LOGS_TRUNCATED_MSG = "Logs were truncated because the total bytes size exceeds the limit of {limit} bytes."
 
 
-def init_body(name: str, env: dict[str, str]) -> dict:
+def init_body(name: str, env: dict[str, str]) -> dict[str, Any]:
     """`/init` for a docker action created without code: name, main, no code, the context env."""
     return {"value": {"name": name, "main": "main", "binary": False, "env": env}}
 
 
-def run_body(params: Any, namespace: str, action: str, activation_id: str, deadline_ms: int) -> dict:
+def run_body(params: Any, namespace: str, action: str, activation_id: str, deadline_ms: int) -> dict[str, Any]:
     """`/run`: the parameters under `value` plus the context fields (deadline as a string)."""
     return {"value": params, "namespace": namespace, "action_name": f"/{namespace}/{action}",
             "action_version": "0.0.1", "activation_id": activation_id, "transaction_id": activation_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 import torch
@@ -18,9 +18,11 @@ import torch
 from owtrain.codec import CONTENT_TYPE, decode_tensors, encode_tensors
 from owtrain.errors import BadTensor, JobClosed, OwtrainError, ServerUnavailable, StaleUpdate
 from owtrain.http_errors import status_error
+from owtrain.parse import json_object
 from owtrain.retry import RetryPolicy, retry_call
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 RETRY_STATUSES = (502, 503, 504)
 DEFAULT_POLICY = RetryPolicy()
 
@@ -53,7 +55,7 @@ class PSClient:
 
     def register(self, worker: str) -> dict[str, Any]:
         """Announce `worker`; returns model name, classes, input shape, strategy, job and version."""
-        return self._call("POST", "/registerWorker", json={"worker": worker}).json()
+        return self._object("POST", "/registerWorker", json={"worker": worker})
 
     def unregister(self, worker: str) -> None:
         """Tell the server `worker` is done (it stays in /status as inactive)."""
@@ -67,7 +69,7 @@ class PSClient:
 
     def version(self) -> int:
         """The server's current model version."""
-        return int(self._call("GET", "/getVersion").json()["version"])
+        return _field(self._object("GET", "/getVersion"), "version", int, self.base_url + "/getVersion")
 
     def pull(self, have: int | None, wait: float = 0) -> tuple[int, dict[str, torch.Tensor]] | None:
         """(version, parameters), or None when `have` is still the latest after waiting up to `wait` s."""
@@ -86,24 +88,26 @@ class PSClient:
         A retry after a lost answer is safe: the server applies each (worker, seq) once.
         """
         body = encode_tensors(tensors, {k: str(v) for k, v in meta.items()})
-        data = self._call("POST", "/putGradient", data=body, headers={"Content-Type": CONTENT_TYPE}).json()
-        return PushResult(str(data["status"]), int(data["version"]), int(data["staleness"]), bool(data["refresh"]))
+        data = self._object("POST", "/putGradient", data=body, headers={"Content-Type": CONTENT_TYPE})
+        where = self.base_url + "/putGradient"
+        return PushResult(_field(data, "status", str, where), _field(data, "version", int, where),
+                          _field(data, "staleness", int, where), bool(data.get("refresh")))
 
     def shard_plan(self) -> dict[str, Any]:
         """`{index, shards, digest, plan}`: which part of the model this server holds (owtrain.shard_plan)."""
-        return self._call("GET", "/shardPlan").json()
+        return self._object("GET", "/shardPlan")
 
     def accuracy(self) -> dict[str, Any]:
         """`{version, accuracy, loss, evaluated_version, time}` (accuracy None until evaluated)."""
-        return self._call("GET", "/getAccuracy").json()
+        return self._object("GET", "/getAccuracy")
 
     def status(self) -> dict[str, Any]:
         """The server's status JSON (version, workers, update counts, staleness, history)."""
-        return self._call("GET", "/status").json()
+        return self._object("GET", "/status")
 
     def history(self, since: float = 0) -> dict[str, list[Any]]:
         """`/api/history` from `since` (Unix seconds): one array per field (time, version, loss, …)."""
-        return self._call("GET", "/api/history", params={"since": since}, timeout=max(self.timeout, 30)).json()
+        return self._object("GET", "/api/history", params={"since": since}, timeout=max(self.timeout, 30))
 
     def answers(self) -> bool:
         """Whether the server answers at all right now: one short attempt, no retries and no log line
@@ -116,10 +120,21 @@ class PSClient:
 
     def admin(self, action: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """`POST /admin/<action>` (checkpoint, rollback, close, stop); needs the admin token."""
-        return self._call("POST", f"/admin/{action}", json=dict(body or {})).json()
+        return self._object("POST", f"/admin/{action}", json=dict(body or {}))
 
     def close(self) -> None:
         self.session.close()
+
+    def _object(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        """The JSON object a successful call answers; ServerUnavailable when the answer is anything
+        else (a proxy's HTML page, a cut or garbled body): not our server's answer, maybe for a while."""
+        resp = self._call(method, path, **kw)
+        body = json_object(resp.content)
+        if body is None:
+            raise ServerUnavailable(f"parameter server {self.base_url}: {method} {path} answered {resp.status_code} "
+                                    f"with {len(resp.content)} bytes that are not a JSON object "
+                                    f"({resp.headers.get('Content-Type', 'no Content-Type')})")
+        return body
 
     def _call(self, method: str, path: str, timeout: float | None = None, policy: RetryPolicy | None = None,
               **kw: Any) -> requests.Response:
@@ -163,3 +178,12 @@ def _error(resp: requests.Response) -> OwtrainError:
     if code == 410:
         return JobClosed(msg)
     return status_error(resp, msg) or OwtrainError(f"parameter server error {code}: {msg}")
+
+
+def _field(body: Mapping[str, Any], name: str, kind: type[T], where: str) -> T:
+    """A field of a server's answer; ServerUnavailable when it is missing or of another type."""
+    value = body.get(name)
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        article = "an" if kind.__name__[0] in "aeiou" else "a"
+        raise ServerUnavailable(f"{where} answered without {article} {kind.__name__} {name!r} (got {value!r:.40})")
+    return value

@@ -18,4 +18,5 @@ pytest_plugins = [
     "tests.fixtures.wsk",
     "tests.fixtures.docker",
     "tests.fixtures.browser",
+    "tests.fixtures.canned",
 ]

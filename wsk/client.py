@@ -109,11 +109,13 @@ class OpenWhiskClient:
         if annotations:
             body["annotations"] = [{"key": k, "value": v} for k, v in annotations.items()]
         url = self._url("actions", name)
-        return self._call("PUT", url, f"update action {name}", params={"overwrite": "true"}, json=body).json()
+        return _object(self._call("PUT", url, f"update action {name}", params={"overwrite": "true"}, json=body),
+                       f"update action {name}")
 
     def get_action(self, name: str) -> dict[str, Any]:
         """The action's record; raises ObjectMissing when it does not exist."""
-        return self._call("GET", self._url("actions", name), f"get action {name}", params={"code": "false"}).json()
+        return _object(self._call("GET", self._url("actions", name), f"get action {name}", params={"code": "false"}),
+                       f"get action {name}")
 
     def delete_action(self, name: str) -> None:
         """Delete the action; raises ObjectMissing when it does not exist."""
@@ -128,7 +130,7 @@ class OpenWhiskClient:
         """
         resp = self._call("POST", self._url("actions", name), f"invoke {name}", ok=(202,),
                           params={"blocking": "false"}, json=params, retry_throttled=retry_throttled)
-        return resp.json()["activationId"]
+        return _activation_id(_object(resp, f"invoke {name}"), f"invoke {name}")
 
     def invoke_blocking(self, name: str, params: dict[str, Any], wait_s: float = 60.0) -> dict[str, Any]:
         """Invoke and wait for the activation record, polling when the controller gives up (202).
@@ -139,10 +141,11 @@ class OpenWhiskClient:
         timeout_ms = int(min(wait_s * 1000, MAX_BLOCKING_WAIT_MS))
         resp = self._call("POST", self._url("actions", name), f"invoke {name}", ok=(200, 202, 500, 502),
                           params={"blocking": "true", "timeout": str(timeout_ms)}, json=params)
-        record = resp.json()
+        record = _object(resp, f"invoke {name}")
         if resp.status_code == 202:
-            log.info("activation %s still running after %d ms; polling", record["activationId"], timeout_ms)
-            record = self.poll(record["activationId"], timeout=max(wait_s - timeout_ms / 1000, 1.0))
+            activation_id = _activation_id(record, f"invoke {name}")
+            log.info("activation %s still running after %d ms; polling", activation_id, timeout_ms)
+            record = self.poll(activation_id, timeout=max(wait_s - timeout_ms / 1000, 1.0))
         return _checked(record)
 
     # -- activations ----------------------------------------------------------------------------
@@ -151,24 +154,32 @@ class OpenWhiskClient:
         """The full activation record, or None while it is not stored yet (still running)."""
         url = self._url("activations", activation_id)
         resp = self._call("GET", url, f"get activation {activation_id}", ok=(200, 404))
-        return resp.json() if resp.status_code == 200 else None
+        return _object(resp, f"get activation {activation_id}") if resp.status_code == 200 else None
 
     def activation_result(self, activation_id: str) -> dict[str, Any]:
         """The stored result of a finished activation (`{"result", "status", "success", …}`)."""
         url = self._url("activations", activation_id, "result")
-        return self._call("GET", url, f"result of {activation_id}").json()
+        return _object(self._call("GET", url, f"result of {activation_id}"), f"result of {activation_id}")
 
     def activation_logs(self, activation_id: str) -> list[str]:
         """The activation's log lines (`<timestamp> stdout: text`); empty when it logged nothing."""
         url = self._url("activations", activation_id, "logs")
-        return self._call("GET", url, f"logs of {activation_id}").json().get("logs", [])
+        logs = _object(self._call("GET", url, f"logs of {activation_id}"), f"logs of {activation_id}").get("logs", [])
+        if not isinstance(logs, list) or not all(isinstance(line, str) for line in logs):
+            raise ServerUnavailable(f"logs of {activation_id}: the controller's 'logs' is not a list of strings")
+        return logs
 
     def activations(self, name: str | None = None, limit: int = 30, skip: int = 0,
                     since: int | None = None, upto: int | None = None, docs: bool = False) -> list[dict[str, Any]]:
         """Newest-first activation summaries (full records with `docs=True`)."""
         params: dict[str, Any] = {"limit": limit, "skip": skip, "docs": str(docs).lower()}
         params.update({k: v for k, v in (("name", name), ("since", since), ("upto", upto)) if v is not None})
-        return self._call("GET", self._url("activations"), "list activations", params=params).json()
+        resp = self._call("GET", self._url("activations"), "list activations", params=params)
+        rows = _json(resp, "list activations")
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise ServerUnavailable(f"list activations: HTTP {resp.status_code}: the answer is not a list of "
+                                    "activation objects")
+        return rows
 
     def poll(self, activation_id: str, timeout: float, interval: float = 0.5) -> dict[str, Any]:
         """Wait until the activation record exists; raises TimeoutError after `timeout` s."""
@@ -180,7 +191,8 @@ class OpenWhiskClient:
         """Create or update a trigger with default `parameters`; returns the stored trigger."""
         body = {"parameters": [{"key": k, "value": v} for k, v in (parameters or {}).items()]}
         url = self._url("triggers", name)
-        return self._call("PUT", url, f"update trigger {name}", params={"overwrite": "true"}, json=body).json()
+        return _object(self._call("PUT", url, f"update trigger {name}", params={"overwrite": "true"}, json=body),
+                       f"update trigger {name}")
 
     def fire_trigger(self, name: str, params: dict[str, Any]) -> str | None:
         """Fire; returns the trigger activation id, or None when no rule is active (204).
@@ -189,14 +201,15 @@ class OpenWhiskClient:
         may be throttled silently (reference §7.1). Use `invoke` when an event must not be lost.
         """
         resp = self._call("POST", self._url("triggers", name), f"fire trigger {name}", ok=(202, 204), json=params)
-        return resp.json()["activationId"] if resp.status_code == 202 else None
+        return _activation_id(_object(resp, f"fire trigger {name}"), f"fire trigger {name}") if resp.status_code == 202 else None
 
     def put_rule(self, name: str, trigger: str, action: str) -> dict[str, Any]:
         """Create or update a rule (created active); trigger and action must exist."""
         ns = self.config.namespace
         body = {"trigger": f"/{ns}/{trigger}", "action": f"/{ns}/{action}"}
         url = self._url("rules", name)
-        return self._call("PUT", url, f"update rule {name}", params={"overwrite": "true"}, json=body).json()
+        return _object(self._call("PUT", url, f"update rule {name}", params={"overwrite": "true"}, json=body),
+                       f"update rule {name}")
 
     def set_rule_state(self, name: str, active: bool) -> None:
         """Enable or disable a rule."""
@@ -204,9 +217,38 @@ class OpenWhiskClient:
         self._call("POST", self._url("rules", name), f"set rule {name}", ok=(200, 202), json=body)
 
 
+def _json(resp: requests.Response, what: str) -> Any:
+    """The JSON of a successful answer; ServerUnavailable when it is not JSON (a proxy's error page,
+    a garbled body): not the controller's answer, so the caller's retry rules for an unavailable
+    controller apply."""
+    try:
+        return resp.json()
+    except ValueError:
+        raise ServerUnavailable(f"{what}: HTTP {resp.status_code}: the answer is not JSON "
+                                f"({resp.headers.get('Content-Type', 'no Content-Type')}): {resp.text[:80]!r}") from None
+
+
+def _object(resp: requests.Response, what: str) -> dict[str, Any]:
+    """The JSON object of a successful answer (an action, activation, trigger or rule record)."""
+    body = _json(resp, what)
+    if not isinstance(body, dict):
+        raise ServerUnavailable(f"{what}: HTTP {resp.status_code}: the answer is not a JSON object")
+    return body
+
+
+def _activation_id(body: dict[str, Any], what: str) -> str:
+    """The `activationId` an invoke or a fire answers (202)."""
+    activation_id = body.get("activationId")
+    if not isinstance(activation_id, str) or not activation_id:
+        raise ServerUnavailable(f"{what}: the controller's answer has no activationId")
+    return activation_id
+
+
 def _checked(record: dict[str, Any]) -> dict[str, Any]:
     """Return a successful activation record; raise ActivationFailed for the others."""
     response = record.get("response", {})
+    if not isinstance(response, dict):
+        raise ServerUnavailable(f"activation {record.get('activationId')!r:.60}: the record's 'response' is not an object")
     status = response.get("status", "success")
     if status == "success":
         return record

@@ -6,6 +6,7 @@ import socket
 import threading
 
 import pytest
+import torch
 
 from owtrain.errors import ServerUnavailable
 from owtrain.ps_client import PSClient
@@ -40,3 +41,27 @@ def test_an_answer_cut_short_is_retried_then_reported_as_server_unavailable():
         client.close()
         listener.close()
     assert len(answered) == 3  # every attempt was made
+
+
+def test_an_answer_that_is_not_a_parameter_servers_is_server_unavailable(canned_server):
+    """A 200 that is not our server's JSON (a proxy's HTML page, a JSON array, a push answer without
+    its version) is ServerUnavailable naming what came back, never a raw ValueError or KeyError."""
+    client = PSClient(canned_server.url, "token", timeout=5, policy=RetryPolicy(attempts=1))
+    try:
+        for call in (lambda: client.register("w0"), client.status, client.accuracy, client.version,
+                     lambda: client.admin("checkpoint")):
+            with pytest.raises(ServerUnavailable, match="not a JSON object .*text/html"):
+                call()
+        canned_server.answer(200, "application/json", b"[1, 2]")
+        with pytest.raises(ServerUnavailable, match="not a JSON object"):
+            client.shard_plan()
+        canned_server.answer(200, "application/json", b'{"status": "applied", "staleness": 0}')
+        with pytest.raises(ServerUnavailable, match="without an int 'version'"):
+            client.push({"w": torch.zeros(2)}, {"worker": "w0", "seq": 0})
+        canned_server.answer(200, "application/json", b'{"version": true}')
+        with pytest.raises(ServerUnavailable, match="without an int 'version'"):
+            client.version()
+        canned_server.answer(200, "application/json", b'{"version": 7}')
+        assert client.version() == 7
+    finally:
+        client.close()

@@ -6,7 +6,15 @@ import time
 
 import pytest
 
-from owtrain.errors import ActivationFailed, BadRequest, ConfigError, ObjectMissing, Throttled, Unauthorized
+from owtrain.errors import (
+    ActivationFailed,
+    BadRequest,
+    ConfigError,
+    ObjectMissing,
+    ServerUnavailable,
+    Throttled,
+    Unauthorized,
+)
 from owtrain.retry import RetryPolicy
 from tests.wsk.fake_controller import validate
 from wsk.client import OpenWhiskClient
@@ -156,3 +164,35 @@ def test_unreachable_controller_is_server_unavailable():
                              RetryPolicy(attempts=2, base=0.01))
     with pytest.raises(ServerUnavailable, match="cannot reach"):
         client.activation("0" * 32)
+
+
+def test_an_answer_that_is_not_the_controllers_is_server_unavailable(canned_server):
+    """A 2xx that is not an OpenWhisk answer (a proxy's HTML page, JSON of the wrong shape) is
+    ServerUnavailable saying what came back, never a raw ValueError, KeyError or AttributeError."""
+    client = OpenWhiskClient(WskConfig(apihost=canned_server.url, auth="u:k"), policy=RetryPolicy(attempts=1))
+    try:
+        with pytest.raises(ServerUnavailable, match="not JSON .*text/html"):
+            client.get_action("a")
+        canned_server.answer(200, "application/json", b"[]")
+        with pytest.raises(ServerUnavailable, match="not a JSON object"):
+            client.get_action("a")
+        with pytest.raises(ServerUnavailable, match="not a JSON object"):
+            client.activation_result("id1")
+        canned_server.answer(202, "application/json", b'{"activationId": 5}')
+        with pytest.raises(ServerUnavailable, match="no activationId"):
+            client.invoke("a", {})
+        with pytest.raises(ServerUnavailable, match="no activationId"):
+            client.fire_trigger("t", {})
+        canned_server.answer(200, "application/json", b'{"activationId": "x", "response": "oops"}')
+        with pytest.raises(ServerUnavailable, match="'response' is not an object"):
+            client.invoke_blocking("a", {})
+        canned_server.answer(200, "application/json", b'{"logs": "one line"}')
+        with pytest.raises(ServerUnavailable, match="not a list of strings"):
+            client.activation_logs("id1")
+        canned_server.answer(200, "application/json", b'{"activations": []}')
+        with pytest.raises(ServerUnavailable, match="not a list of activation objects"):
+            client.activations()
+        canned_server.answer(200, "application/json", b'[{"activationId": "x"}]')
+        assert client.activations() == [{"activationId": "x"}]
+    finally:
+        client.close()

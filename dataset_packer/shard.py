@@ -177,7 +177,8 @@ class _BoundedTarInfo(tarfile.TarInfo):
             if tar.extension_count > MAX_EXTENSION_HEADERS or tar.extension_bytes > MAX_EXTENSION_BYTES:
                 raise _HeaderRefused(f"tar extension headers (pax, GNU long names) over {MAX_EXTENSION_HEADERS} "
                                      f"headers or {MAX_EXTENSION_BYTES} bytes")
-        return super()._proc_member(tar)  # type: ignore[misc]
+        member: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
+        return member
 
 
 class _BoundedTarFile(tarfile.TarFile):
@@ -257,7 +258,8 @@ def _parse_manifest(shard: str, data: bytes) -> dict[str, Any]:
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ShardCorrupt(f"shard {shard}: manifest.json is not valid JSON ({exc})") from exc
     _check_manifest(shard, manifest)
-    return manifest
+    checked: dict[str, Any] = manifest  # a JSON object of the shard format, _check_manifest made sure
+    return checked
 
 
 def _read_npy(shard: str, name: str, stream: IO[bytes], size: int, entry: dict[str, Any]) -> np.ndarray:

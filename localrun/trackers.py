@@ -90,4 +90,4 @@ def log_mlflow(uri: str, run_name: str, params: Mapping[str, Any], evaluations: 
             client.log_artifact(run_id, str(path))
     client.set_terminated(run_id)
     log.info("MLflow run %s (experiment %r) at %s", run_id, EXPERIMENT, uri)
-    return run_id
+    return str(run_id)

@@ -37,7 +37,7 @@ def backoff_delay(attempt: int, policy: RetryPolicy, retry_after: float | None =
     """Seconds to sleep before attempt number `attempt + 1` (0-based `attempt`)."""
     if retry_after is not None:
         return min(max(retry_after, 0.0), policy.cap * 4)
-    delay = min(policy.cap, policy.base * (2**attempt))
+    delay = float(min(policy.cap, policy.base * (2**attempt)))
     return delay * (0.5 + random.random() / 2)
 
 

@@ -59,7 +59,7 @@ def flag_of(f: Field[Any], prefix: str = "") -> str:
     """The option's flag: declared, or `--NAME` (`--PREFIX-NAME` for a group of options of another config)."""
     meta = f.metadata[_META]
     if meta["flag"]:
-        return meta["flag"]
+        return str(meta["flag"])
     return "--" + (prefix + "-" if prefix else "") + f.name.replace("_", "-")
 
 

@@ -71,7 +71,7 @@ class _BodyReader:
             raise ClientDisconnected(f"the request body is cut short or malformed: {exc}") from None
 
     def read(self, *args: Any) -> bytes:
-        return self._guard("read", *args)
+        return bytes(self._guard("read", *args))
 
     def read_exactly(self, length: int) -> bytearray:
         """The next `length` bytes of a Content-Length body in one preallocated buffer, filled by
@@ -97,10 +97,10 @@ class _BodyReader:
         return buf
 
     def readline(self, *args: Any) -> bytes:
-        return self._guard("readline", *args)
+        return bytes(self._guard("readline", *args))
 
     def readlines(self, *args: Any) -> list[bytes]:
-        return self._guard("readlines", *args)
+        return list(self._guard("readlines", *args))
 
     def __iter__(self) -> Any:
         return iter(self.readline, b"")
@@ -137,7 +137,7 @@ class StrictHandler(WSGIHandler):
         if length is not None and not (length.isascii() and length.isdigit() and len(length) <= MAX_LENGTH_DIGITS):
             raise BadHead(f"Content-Length must be plain decimal digits below 10**{MAX_LENGTH_DIGITS}, "
                           f"got {ascii(length[:40])}")
-        return ok
+        return bool(ok)
 
     def _handle_client_error(self, ex: BaseException) -> tuple[str, bytes]:
         """One log line and a JSON answer for a request pywsgi could not parse (no traceback)."""

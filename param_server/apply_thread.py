@@ -18,7 +18,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import gevent
 from gevent.hub import Waiter
@@ -66,7 +66,7 @@ class ApplyThread:
         waiter.get()
         if job.error is not None:
             raise job.error
-        return job.result
+        return cast(T, job.result)  # what fn returned, on the apply thread
 
     def _run(self) -> None:
         while True:

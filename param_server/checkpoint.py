@@ -79,7 +79,10 @@ def read_state(path: Path) -> dict[str, Any]:
         with open(path, "rb") as fh:
             header_len = int.from_bytes(fh.read(8), "little")
             header = json.loads(fh.read(min(header_len, 100 * 1024 * 1024)))
-        return json.loads(header["__metadata__"][STATE_KEY])
+        state = json.loads(header["__metadata__"][STATE_KEY])
+        if not isinstance(state, dict):
+            raise TypeError(f"its state is a JSON {type(state).__name__}, not an object")
+        return state
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointCorrupt(f"checkpoint {path}: unreadable ({exc})") from exc
 

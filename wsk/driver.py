@@ -160,7 +160,8 @@ class Driver:
         self._close_job(reason)
 
     def _paused_ids(self) -> list[str]:
-        return json.loads(self.state.get_meta(PAUSED_META) or "[]")
+        ids = json.loads(self.state.get_meta(PAUSED_META) or "[]")  # written by `pause` as a list of ids
+        return [str(i) for i in ids] if isinstance(ids, list) else []
 
     # -- collecting -----------------------------------------------------------------------------
 

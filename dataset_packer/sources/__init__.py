@@ -37,7 +37,8 @@ def load_source(source: str, data_dir: Path, offline: bool = False) -> Dataset:
         return torchvision_source.load(source, data_dir)
     path = Path(source)
     module = next(m for m in (npz, idx, imagefolder) if m.matches(path))
-    return module.load(path)
+    dataset: Dataset = module.load(path)
+    return dataset
 
 
 __all__ = ["Dataset", "check_source", "load_source"]

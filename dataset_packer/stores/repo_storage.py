@@ -53,7 +53,7 @@ class S3Storage(RepoStorage):
             raise StoreUnreachable(f"reading s3://{self.bucket}/{self.prefix}{key}: {exc}") from exc
         if len(data) > MAX_OBJECT_BYTES:
             raise BadRequest(f"s3://{self.bucket}/{self.prefix}{key} is larger than {MAX_OBJECT_BYTES} bytes")
-        return data
+        return bytes(data)
 
     def write(self, key: str, data: bytes) -> None:
         with tempfile.NamedTemporaryFile() as tmp:

@@ -54,7 +54,8 @@ def _read_body(limit: int) -> bytearray:
     if length is not None:
         if length > limit:
             raise RequestEntityTooLarge()
-        return stream.read_exactly(length)
+        exact: bytearray = stream.read_exactly(length)  # owtrain.wsgi.StrictInput
+        return exact
     body = bytearray()
     while len(body) <= limit:
         chunk = stream.read(limit + 1 - len(body))

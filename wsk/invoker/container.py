@@ -32,7 +32,7 @@ WATCH_INTERVAL_S = 0.02
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def tree_rss_bytes(pid: int) -> int:

@@ -147,9 +147,6 @@ def _config(args: argparse.Namespace) -> PSConfig:
     if shards > 1 and shard == 0 and args.eval_shard is not None and not urls:
         raise ConfigError(f"--eval-shard with --shard {args.shard} needs --shard-urls (all {shards} shard URLs, "
                           "shard 0 first): shard 0 evaluates the whole model, pulling the other shards' slices")
-    if repository and shard > 0:
-        raise ConfigError(f"--model-repository with --shard {args.shard}: only shard 0 publishes (it assembles "
-                          "the whole model from every shard's slice); give it to shard 0 only")
     repository_s3 = from_env(args.s3_endpoint, "") if s3_repository else None
     return PSConfig(job=args.job, secret=read_secret(args.secret_file), s3=s3, repository_s3=repository_s3,
                     shard=shard, shards=shards, shard_urls=urls, **opts)

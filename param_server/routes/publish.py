@@ -9,7 +9,7 @@ and `owtrain serve` reads. param_server does not import serving (serving is the 
 What goes into the version, and why:
 - the weights of exactly one version (a snapshot taken when the request is served): on a sharded
   job the whole model that shard 0 assembles from every shard's slice at the job's version (the
-  same model its evaluator scores; the other shards have no repository and refuse);
+  same model its evaluator scores; the other shards refuse);
 - the input signature from the `--eval-shard` manifest (shape, normalisation, class names): the
   workers trained on shards with that normalisation, so the server must apply it too; a server
   without an evaluation shard cannot tell it, and says so (400);
@@ -75,7 +75,12 @@ def publish_routes(rt: Runtime) -> Blueprint:
 
 
 def _repository(cfg: PSConfig) -> tuple[str, Path]:
-    """Where to publish and the shard that gives the signature; BadRequest when the server lacks either."""
+    """Where to publish and the shard that gives the signature; BadRequest when the server lacks either,
+    or is a shard other than 0 (it holds a slice; shard 0 assembles the whole model). The other shards
+    may be started with the same options (a StatefulSet's pods are), as they ignore --eval-shard."""
+    if cfg.shard > 0:
+        raise BadRequest(f"this is shard {cfg.shard} of {cfg.shards}: it holds a slice of the model; publish "
+                         "through shard 0, which assembles the whole model (owtrain ps publish --url URL0,URL1,…)")
     if not cfg.model_repository:
         raise BadRequest("this parameter server has no model repository to publish into; start it with "
                          "--model-repository PATH or s3://bucket/prefix")

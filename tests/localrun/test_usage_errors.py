@@ -74,8 +74,6 @@ CHEAP = [
      ["--shard-urls lists 1 URL(s) but --shard 0/2 says 2 shards"]),
     (["ps", "--job", "j", "--secret-file", "/dev/null", "--shard", "0/2", "--eval-shard", "v.tar.gz"],
      ["--eval-shard with --shard 0/2 needs --shard-urls"]),
-    (["ps", "--job", "j", "--secret-file", "/dev/null", "--shard", "1/2", "--shard-urls", "http://a:1,http://b:2",
-      "--eval-shard", "v.tar.gz", "--model-repository", "/tmp/repo"], ["only shard 0 publishes"]),
     (["train", "--shards", "/no/such.json", "--ps", "http://a:1,,http://b:2", "--secret", "s"],
      ["parameter-server URLs must be non-empty strings"]),
     (["pack", "/no/such/data", "--shards", "2", "--out", "/tmp/x"], ["SOURCE", "mnist, fashion-mnist"]),

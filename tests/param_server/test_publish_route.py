@@ -100,7 +100,8 @@ def test_publish_into_a_folder_writes_numbered_versions_of_the_current_parameter
 
 def test_a_sharded_job_publishes_the_whole_model_from_shard_0(ps_shards, test_shard, tmp_path):
     repo_dir = tmp_path / "repo"
-    shards = ps_shards(2, eval_shard=test_shard, first=["--model-repository", str(repo_dir)])
+    # every shard gets the same options, as a StatefulSet's pods do; only shard 0 publishes
+    shards = ps_shards(2, eval_shard=test_shard, extra=["--model-repository", str(repo_dir)])
     worker = ShardSet([s.url for s in shards], shards[0].token("w0"))
     worker.check_plan(SPEC)
     for seq in range(3):  # the model moves on both shards
@@ -121,9 +122,9 @@ def test_a_sharded_job_publishes_the_whole_model_from_shard_0(ps_shards, test_sh
     assert meta.source["ps_version"] == 3
     loss, accuracy = expected_scores(whole, test_shard)
     assert meta.scores == {"test": {"accuracy": accuracy, "loss": pytest.approx(loss, rel=1e-6)}}
-    # shard 1 holds a slice and no repository: it refuses, and nothing is written
+    # shard 1 holds a slice: it refuses, and nothing is written
     reply = publish(shards[1])
-    assert reply.status_code == 400 and "--model-repository" in reply.json()["error"]
+    assert reply.status_code == 400 and "publish through shard 0" in reply.json()["error"]
     assert repo.versions("mnist") == [1]
     for shard in shards:
         assert "Traceback" not in shard.log_text()

@@ -17,7 +17,7 @@ from owtrain.action_params import MODES, training_wire
 from owtrain.errors import ConfigError
 from owtrain.s3 import S3Settings, check_endpoint
 from owtrain.settings import setting
-from owtrain.specs import CompressionSpec, StrategySpec
+from owtrain.specs import CompressionSpec, StrategySpec, TextSpec
 from wsk.config import DEFAULT_INVOKER
 
 CONFIG_FILE = "config.json"
@@ -183,10 +183,11 @@ class LocalConfig:
                                    device="cpu").items())
 
     def to_json(self) -> dict[str, Any]:
-        """The config as JSON values: the run folder, the strategy and the compression as their strings
-        (what `load` and the command line read), the S3 settings as an object."""
+        """The config as JSON values: the run folder, and the strategy and the compression (every
+        `TextSpec` field) as their strings (what `load` and the command line read), the S3 settings
+        as an object."""
         data = asdict(self)
-        data.update(run_dir=str(self.run_dir), strategy=str(self.strategy), compression=str(self.compression))
+        data.update(run_dir=str(self.run_dir), **{name: str(getattr(self, name)) for name, _ in _text_fields()})
         return data
 
     def save(self) -> Path:
@@ -213,12 +214,19 @@ class LocalConfig:
             data["run_dir"] = run_dir
             if data.get("s3"):
                 data["s3"] = S3Settings(**data["s3"])
-            for name, spec in (("strategy", StrategySpec), ("compression", CompressionSpec)):
+            for name, kind in _text_fields():
                 if name in data:
-                    data[name] = spec.parse(str(data[name]))
+                    data[name] = kind.parse(str(data[name]))
             return replace(cls(**data), **overrides)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{path} is not a valid run configuration: {exc}") from exc
+
+
+def _text_fields() -> list[tuple[str, type[TextSpec]]]:
+    """(name, type) of the fields held parsed and written as their strings (`owtrain.specs.TextSpec`,
+    as the command line's options are derived for them): saved and loaded by that one rule, not by a
+    list of names."""
+    return [(f.name, type(f.default)) for f in fields(LocalConfig) if isinstance(f.default, TextSpec)]
 
 
 def check_mlflow() -> None:
